@@ -1,0 +1,98 @@
+//! Stage 1: accept connections and speak HTTP/1.1 or HTTP/2 (h2c, prior knowledge) on them,
+//! within the configured limits, until shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::config::Server;
+use crate::gateway::Gateway;
+
+/// Serves until `shutdown` completes, then stops accepting and gives open connections
+/// `server.shutdown_timeout` to finish their requests (in-flight requests complete; idle
+/// keep-alive connections are closed at once).
+pub async fn serve(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    server: &Server,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        // Slowloris: the whole header section must arrive within this time.
+        .header_read_timeout(server.header_timeout)
+        // Above this hyper answers 431 itself; below it, `normalize` answers 431 with a
+        // reason once the headers exceed `max_header_bytes`.
+        .max_buf_size((server.max_header_bytes * 2).max(16 * 1024))
+        .max_headers(200);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(server.max_header_bytes * 2).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+
+    let limit = Arc::new(Semaphore::new(server.max_connections));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+
+    loop {
+        // At the connection limit, stop accepting: new clients wait in the kernel's backlog
+        // instead of each taking memory here.
+        let permit = tokio::select! {
+            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let gw = Arc::clone(&gateway);
+        let service = service_fn(move |req| {
+            let gw = Arc::clone(&gw);
+            async move { Ok::<_, Infallible>(gw.handle(req, peer).await) }
+        });
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+
+    drop(listener);
+    tracing::info!(
+        connections = graceful.count(),
+        "shutting down: no new connections; waiting for open ones"
+    );
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(server.shutdown_timeout) => {
+            tracing::warn!("shutdown timeout passed; closing the remaining connections");
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! HTTP Basic (RFC 7617) against the user database, with the hashing cost paid once.
+//!
+//! A password hash costs tens of milliseconds by design, so verifying one per request would
+//! make a gateway serve a few dozen requests per second (nginx `auth_basic` does exactly
+//! that). authgate remembers verification results in a bounded cache keyed by
+//! HMAC-SHA-256(process key, user, password, hash fingerprint):
+//! - the plaintext password is never stored, and the key is random per process, so the cache
+//!   is useless to anyone reading memory dumps offline;
+//! - the hash fingerprint is part of the key, so changing a user's password (a reload of the
+//!   htpasswd file) makes every cached result for the old hash unreachable at once;
+//! - concurrent identical verifications share one computation (the cache coalesces them);
+//! - hashing runs on the blocking pool, at most one per core at a time, so a flood of wrong
+//!   passwords cannot occupy the threads that serve cached and anonymous requests.
+//! Unknown users are verified against a dummy hash of the same algorithm and cost, so their
+//! answer takes as long as a wrong password for a real user.
+
+use std::sync::Arc;
+
+use authgate_proto::basic::{decode_basic, BasicError};
+use authgate_proto::Credentials;
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sha2::Sha256;
+use tokio::sync::Semaphore;
+
+use crate::config::Server;
+use crate::reason::{CredentialFault, Reason};
+use crate::users::UserDb;
+
+type Key = [u8; 32];
+
+pub struct BasicAuth {
+    users: Arc<UserDb>,
+    key: Key,
+    cache: moka::future::Cache<Key, bool>,
+    hashing: Arc<Semaphore>,
+}
+
+impl BasicAuth {
+    pub fn new(users: Arc<UserDb>, server: &Server) -> Self {
+        let mut key = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut key);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        BasicAuth {
+            users,
+            key,
+            cache: moka::future::Cache::builder()
+                .max_capacity(server.cache_capacity)
+                .time_to_live(server.cache_ttl)
+                .build(),
+            hashing: Arc::new(Semaphore::new(cores)),
+        }
+    }
+
+    /// Returns the user name if the credentials are right; otherwise the reason and, for the
+    /// audit log, the user name that was tried.
+    pub async fn authenticate(
+        &self,
+        credentials: &Credentials,
+    ) -> Result<String, (Reason, Option<String>)> {
+        let token68 = credentials.token68.as_deref().ok_or((
+            Reason::MalformedCredentials("Basic takes a token68, not parameters"),
+            None,
+        ))?;
+        let basic = decode_basic(token68)
+            .map_err(|e| (Reason::MalformedCredentials(basic_fault(e)), None))?;
+        let users = self.users.snapshot();
+        let entry = users.get(&basic.user_id);
+        let (hash, fingerprint, fault) = match entry {
+            Some(e) => (
+                Arc::clone(&e.hash),
+                e.fingerprint,
+                CredentialFault::WrongPassword,
+            ),
+            None => (users.dummy(), [0u8; 32], CredentialFault::UnknownUser),
+        };
+        let key = self.cache_key(
+            &basic.user_id,
+            basic.password.expose().as_bytes(),
+            &fingerprint,
+        );
+        let password = basic.password;
+        let hashing = Arc::clone(&self.hashing);
+        let verified = self
+            .cache
+            .get_with(key, async move {
+                let Ok(_permit) = hashing.acquire_owned().await else {
+                    return false;
+                };
+                tokio::task::spawn_blocking(move || hash.verify(password.expose().as_bytes()))
+                    .await
+                    .unwrap_or(false)
+            })
+            .await;
+        if verified && entry.is_some() {
+            Ok(basic.user_id)
+        } else {
+            Err((Reason::InvalidCredentials(fault), Some(basic.user_id)))
+        }
+    }
+
+    fn cache_key(&self, user: &str, password: &[u8], fingerprint: &[u8; 32]) -> Key {
+        // Length-prefix the user so ("ab", "c…") and ("a", "bc…") cannot collide.
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.key) else {
+            // HMAC accepts any key length; this branch cannot run.
+            return [0u8; 32];
+        };
+        mac.update(&(user.len() as u64).to_be_bytes());
+        mac.update(user.as_bytes());
+        mac.update(fingerprint);
+        mac.update(password);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// How many results are cached now (for metrics and tests).
+    pub fn cached(&self) -> u64 {
+        self.cache.entry_count()
+    }
+}
+
+/// A short audit/detail text for a Basic decoding error (never containing the credentials).
+fn basic_fault(e: BasicError) -> &'static str {
+    match e {
+        BasicError::NotBase64 => "not canonical padded base64",
+        BasicError::NotUtf8 => "not UTF-8",
+        BasicError::NoColon => "no ':' between user-id and password",
+        BasicError::ControlCharacterInUserId | BasicError::ControlCharacterInPassword => {
+            "a control character"
+        }
+        _ => "not a Basic token68",
+    }
+}

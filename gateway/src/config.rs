@@ -1,0 +1,1033 @@
+//! The TOML configuration: parsed once into typed values, every problem reported with the
+//! file, line, column and key, and what would be valid.
+//!
+//! `authgate check` and `authgate serve` run the same [`load`]; `serve` refuses to start on
+//! any error, because a misconfigured server is one of the five reasons people get a 401.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::users::htpasswd::Htpasswd;
+
+/// One problem in the configuration or a file it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    /// The key the problem is about (`route[2].upstream`), empty when it is about a whole file.
+    pub key: String,
+    pub message: String,
+    pub severity: Severity,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let level = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(
+            f,
+            "{}:{}:{}: {level}",
+            self.file.display(),
+            self.line,
+            self.column
+        )?;
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// The whole result of loading: a config when there were no errors, and every problem found.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Option<Config>,
+    pub problems: Vec<Problem>,
+}
+
+impl Loaded {
+    pub fn errors(&self) -> impl Iterator<Item = &Problem> {
+        self.problems
+            .iter()
+            .filter(|p| p.severity == Severity::Error)
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub server: Server,
+    pub users: Option<Users>,
+    /// group name -> members
+    pub groups: BTreeMap<String, BTreeSet<String>>,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub listen: SocketAddr,
+    pub trusted_proxies: Vec<IpNet>,
+    pub audit_log: AuditTarget,
+    pub realm: String,
+    pub max_header_bytes: usize,
+    pub header_timeout: Duration,
+    pub upstream_connect_timeout: Duration,
+    pub upstream_timeout: Duration,
+    pub max_connections: usize,
+    pub shutdown_timeout: Duration,
+    pub cache_capacity: u64,
+    pub cache_ttl: Duration,
+    pub identity_headers: IdentityHeaders,
+}
+
+/// Names of the headers authgate sets on forwarded requests.
+#[derive(Debug, Clone)]
+pub struct IdentityHeaders {
+    pub user: String,
+    pub groups: String,
+    pub method: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditTarget {
+    Off,
+    Stdout,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct Users {
+    pub htpasswd: PathBuf,
+    /// Watch the file and reload it on change (SIGHUP always reloads).
+    pub watch: bool,
+    /// The file as loaded by `load`, so `serve` starts with exactly what `check` validated.
+    pub initial: std::sync::Arc<Htpasswd>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    Basic,
+}
+
+impl Scheme {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::Basic => "basic",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Index in the file, for messages and the audit log (`route[0]`).
+    pub index: usize,
+    /// Lower-case host without port, or None for any host.
+    pub host: Option<String>,
+    /// Normalised prefix: starts with '/', no trailing '/' except for "/" itself.
+    pub path: String,
+    pub backend: Backend,
+    /// Accepted schemes, challenged in this order. Empty: no authentication.
+    pub auth: Vec<Scheme>,
+    pub realm: String,
+    pub allow: Option<Allow>,
+    /// Forward the client's `Authorization` header to the upstream (default: removed).
+    pub pass_authorization: bool,
+    pub max_body: Option<u64>,
+}
+
+impl Route {
+    /// A name for logs: `route[1] /admin` or `route[1] example.com/admin`.
+    pub fn label(&self) -> String {
+        match &self.host {
+            Some(h) => format!("{h}{}", self.path),
+            None => self.path.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Upstream(Upstream),
+    Static(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// `http://host:port`, as an authority for building request URIs.
+    pub authority: http::uri::Authority,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Allow {
+    pub users: BTreeSet<String>,
+    pub groups: BTreeSet<String>,
+}
+
+// ---- the file as written -------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    users: Option<RawUsers>,
+    #[serde(default)]
+    groups: BTreeMap<String, Vec<Spanned<String>>>,
+    #[serde(default, rename = "route")]
+    routes: Vec<RawRoute>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<Spanned<String>>,
+    #[serde(default)]
+    trusted_proxies: Vec<Spanned<String>>,
+    audit_log: Option<Spanned<String>>,
+    realm: Option<String>,
+    max_header_bytes: Option<Spanned<u64>>,
+    header_timeout: Option<Spanned<String>>,
+    upstream_connect_timeout: Option<Spanned<String>>,
+    upstream_timeout: Option<Spanned<String>>,
+    max_connections: Option<Spanned<u64>>,
+    shutdown_timeout: Option<Spanned<String>>,
+    cache_capacity: Option<Spanned<u64>>,
+    cache_ttl: Option<Spanned<String>>,
+    user_header: Option<Spanned<String>>,
+    groups_header: Option<Spanned<String>>,
+    method_header: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUsers {
+    htpasswd: Spanned<String>,
+    #[serde(default = "yes")]
+    watch: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    host: Option<Spanned<String>>,
+    path: Spanned<String>,
+    upstream: Option<Spanned<String>>,
+    #[serde(rename = "static")]
+    static_dir: Option<Spanned<String>>,
+    auth: Option<Spanned<toml::Value>>,
+    realm: Option<Spanned<String>>,
+    allow: Option<Spanned<RawAllow>>,
+    #[serde(default)]
+    pass_authorization: bool,
+    max_body: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAllow {
+    #[serde(default)]
+    users: Vec<Spanned<String>>,
+    #[serde(default)]
+    groups: Vec<Spanned<String>>,
+}
+
+// ---- loading -------------------------------------------------------------------------------
+
+/// Reads and validates the config at `path` and every file it names.
+pub fn load(path: &Path) -> Loaded {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            return Loaded {
+                config: None,
+                problems: vec![Problem {
+                    file: path.to_path_buf(),
+                    line: 0,
+                    column: 0,
+                    key: String::new(),
+                    message: format!("cannot read the configuration file: {e}"),
+                    severity: Severity::Error,
+                }],
+            }
+        }
+    };
+    load_str(path, &text)
+}
+
+/// Validates configuration text; `path` is used for messages and to resolve relative paths.
+pub fn load_str(path: &Path, text: &str) -> Loaded {
+    let mut cx = Checker {
+        file: path.to_path_buf(),
+        text,
+        problems: Vec::new(),
+    };
+    let raw: RawConfig = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let (line, column) = e.span().map(|s| cx.position(s.start)).unwrap_or((0, 0));
+            cx.problems.push(Problem {
+                file: cx.file.clone(),
+                line,
+                column,
+                key: String::new(),
+                message: e.message().trim().to_string(),
+                severity: Severity::Error,
+            });
+            return Loaded {
+                config: None,
+                problems: cx.problems,
+            };
+        }
+    };
+    let base = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let config = cx.check(raw, &base, path);
+    let has_errors = cx.problems.iter().any(|p| p.severity == Severity::Error);
+    Loaded {
+        config: if has_errors { None } else { Some(config) },
+        problems: cx.problems,
+    }
+}
+
+struct Checker<'t> {
+    file: PathBuf,
+    text: &'t str,
+    problems: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    /// 1-based line and column (in characters) of a byte offset.
+    fn position(&self, offset: usize) -> (usize, usize) {
+        let before = self.text.get(..offset).unwrap_or(self.text);
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+        let column = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
+        (line, column)
+    }
+
+    fn at<T>(&mut self, spanned: &Spanned<T>, key: &str, severity: Severity, message: String) {
+        let (line, column) = self.position(spanned.span().start);
+        self.problems.push(Problem {
+            file: self.file.clone(),
+            line,
+            column,
+            key: key.to_string(),
+            message,
+            severity,
+        });
+    }
+
+    fn error<T>(&mut self, spanned: &Spanned<T>, key: &str, message: impl Into<String>) {
+        self.at(spanned, key, Severity::Error, message.into());
+    }
+
+    fn warn<T>(&mut self, spanned: &Spanned<T>, key: &str, message: impl Into<String>) {
+        self.at(spanned, key, Severity::Warning, message.into());
+    }
+
+    fn duration(
+        &mut self,
+        value: &Option<Spanned<String>>,
+        key: &str,
+        default: Duration,
+    ) -> Duration {
+        let Some(v) = value else { return default };
+        match humantime::parse_duration(v.get_ref()) {
+            Ok(d) if !d.is_zero() => d,
+            _ => {
+                self.error(
+                    v,
+                    key,
+                    format!(
+                        "`{}` is not a duration; write e.g. \"500ms\", \"10s\", \"5m\"",
+                        v.get_ref()
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    fn count(&mut self, value: &Option<Spanned<u64>>, key: &str, default: u64, min: u64) -> u64 {
+        let Some(v) = value else { return default };
+        if *v.get_ref() < min {
+            self.error(v, key, format!("must be at least {min}"));
+            return default;
+        }
+        *v.get_ref()
+    }
+
+    fn header_name(&mut self, value: &Option<Spanned<String>>, key: &str, default: &str) -> String {
+        let Some(v) = value else {
+            return default.to_string();
+        };
+        match http::HeaderName::from_bytes(v.get_ref().as_bytes()) {
+            Ok(name) => name.as_str().to_string(),
+            Err(_) => {
+                self.error(v, key, "not a valid header name (letters, digits and '-')");
+                default.to_string()
+            }
+        }
+    }
+
+    fn check(&mut self, raw: RawConfig, base: &Path, path: &Path) -> Config {
+        let server = self.check_server(&raw.server, base);
+        let users = raw.users.as_ref().and_then(|u| self.check_users(u, base));
+        let known_users: Option<BTreeSet<String>> = users
+            .as_ref()
+            .map(|u| u.initial.users().map(str::to_string).collect());
+
+        let mut groups = BTreeMap::new();
+        for (name, members) in &raw.groups {
+            let mut set = BTreeSet::new();
+            for m in members {
+                if let Some(known) = &known_users {
+                    if !known.contains(m.get_ref()) {
+                        self.error(
+                            m,
+                            &format!("groups.{name}"),
+                            format!(
+                                "user `{}` is not in the htpasswd file; add the user or remove \
+                                 them from the group",
+                                m.get_ref()
+                            ),
+                        );
+                    }
+                }
+                set.insert(m.get_ref().clone());
+            }
+            groups.insert(name.clone(), set);
+        }
+
+        let mut routes = Vec::new();
+        for (index, r) in raw.routes.iter().enumerate() {
+            if let Some(route) = self.check_route(index, r, base, &server, &groups, &known_users) {
+                routes.push(route);
+            }
+        }
+        self.check_overlaps(&raw.routes, &routes);
+        if raw.routes.is_empty() {
+            self.problems.push(Problem {
+                file: self.file.clone(),
+                line: 1,
+                column: 1,
+                key: "route".into(),
+                message: "no [[route]] is defined: every request would get 404".into(),
+                severity: Severity::Warning,
+            });
+        }
+        Config {
+            path: path.to_path_buf(),
+            server,
+            users,
+            groups,
+            routes,
+        }
+    }
+
+    fn check_server(&mut self, raw: &RawServer, base: &Path) -> Server {
+        let listen = match &raw.listen {
+            None => SocketAddr::from(([127, 0, 0, 1], 8080)),
+            Some(v) => match v.get_ref().parse() {
+                Ok(a) => a,
+                Err(_) => {
+                    self.error(
+                        v,
+                        "server.listen",
+                        format!(
+                            "`{}` is not an address; write IP:PORT, e.g. \"127.0.0.1:8080\" or \"[::]:8080\"",
+                            v.get_ref()
+                        ),
+                    );
+                    SocketAddr::from(([127, 0, 0, 1], 8080))
+                }
+            },
+        };
+        let mut trusted_proxies = Vec::new();
+        for p in &raw.trusted_proxies {
+            let s = p.get_ref();
+            let parsed = s
+                .parse::<IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from));
+            match parsed {
+                Ok(net) => trusted_proxies.push(net),
+                Err(_) => self.error(
+                    p,
+                    "server.trusted_proxies",
+                    format!(
+                        "`{s}` is not an IP address or CIDR block (e.g. \"10.0.0.0/8\", \"::1\")"
+                    ),
+                ),
+            }
+        }
+        let audit_log = match raw.audit_log.as_ref().map(|v| v.get_ref().as_str()) {
+            None | Some("stdout") => AuditTarget::Stdout,
+            Some("off") => AuditTarget::Off,
+            Some("") => {
+                if let Some(v) = &raw.audit_log {
+                    self.error(
+                        v,
+                        "server.audit_log",
+                        "write \"stdout\", \"off\" or a file path",
+                    );
+                }
+                AuditTarget::Stdout
+            }
+            Some(p) => AuditTarget::File(base.join(p)),
+        };
+        Server {
+            listen,
+            trusted_proxies,
+            audit_log,
+            realm: raw.realm.clone().unwrap_or_else(|| "authgate".into()),
+            max_header_bytes: self.count(
+                &raw.max_header_bytes,
+                "server.max_header_bytes",
+                16 * 1024,
+                1024,
+            ) as usize,
+            header_timeout: self.duration(
+                &raw.header_timeout,
+                "server.header_timeout",
+                Duration::from_secs(10),
+            ),
+            upstream_connect_timeout: self.duration(
+                &raw.upstream_connect_timeout,
+                "server.upstream_connect_timeout",
+                Duration::from_secs(5),
+            ),
+            upstream_timeout: self.duration(
+                &raw.upstream_timeout,
+                "server.upstream_timeout",
+                Duration::from_secs(60),
+            ),
+            max_connections: self.count(&raw.max_connections, "server.max_connections", 10_000, 1)
+                as usize,
+            shutdown_timeout: self.duration(
+                &raw.shutdown_timeout,
+                "server.shutdown_timeout",
+                Duration::from_secs(30),
+            ),
+            cache_capacity: self.count(&raw.cache_capacity, "server.cache_capacity", 100_000, 1),
+            cache_ttl: self.duration(&raw.cache_ttl, "server.cache_ttl", Duration::from_secs(600)),
+            identity_headers: IdentityHeaders {
+                user: self.header_name(&raw.user_header, "server.user_header", "x-authgate-user"),
+                groups: self.header_name(
+                    &raw.groups_header,
+                    "server.groups_header",
+                    "x-authgate-groups",
+                ),
+                method: self.header_name(
+                    &raw.method_header,
+                    "server.method_header",
+                    "x-authgate-method",
+                ),
+            },
+        }
+    }
+
+    fn check_users(&mut self, raw: &RawUsers, base: &Path) -> Option<Users> {
+        let path = base.join(raw.htpasswd.get_ref());
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                self.error(
+                    &raw.htpasswd,
+                    "users.htpasswd",
+                    format!("cannot read `{}`: {e}", path.display()),
+                );
+                return None;
+            }
+        };
+        match Htpasswd::parse(&text) {
+            Ok(h) => {
+                for user in h.users() {
+                    if let Some(entry) = h.get(user) {
+                        if let Some(why) = entry.hash.is_weak() {
+                            self.problems.push(Problem {
+                                file: path.clone(),
+                                line: entry.line,
+                                column: user.chars().count() + 2,
+                                key: String::new(),
+                                message: format!("user `{user}`: {why}"),
+                                severity: Severity::Warning,
+                            });
+                        }
+                    }
+                }
+                Some(Users {
+                    htpasswd: path,
+                    watch: raw.watch,
+                    initial: std::sync::Arc::new(h),
+                })
+            }
+            Err(errors) => {
+                for e in errors {
+                    self.problems.push(Problem {
+                        file: path.clone(),
+                        line: e.line,
+                        column: e.column,
+                        key: String::new(),
+                        message: e.message,
+                        severity: Severity::Error,
+                    });
+                }
+                None
+            }
+        }
+    }
+
+    fn check_route(
+        &mut self,
+        index: usize,
+        raw: &RawRoute,
+        base: &Path,
+        server: &Server,
+        groups: &BTreeMap<String, BTreeSet<String>>,
+        known_users: &Option<BTreeSet<String>>,
+    ) -> Option<Route> {
+        let key = |k: &str| format!("route[{index}].{k}");
+        let mut ok = true;
+
+        let host = raw.host.as_ref().and_then(|h| {
+            let v = h.get_ref().trim_end_matches('.').to_ascii_lowercase();
+            let valid = !v.is_empty()
+                && v.split('.').all(|label| {
+                    !label.is_empty()
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+            if valid {
+                Some(v)
+            } else {
+                self.error(
+                    h,
+                    &key("host"),
+                    "write a host name without scheme or port, e.g. \"app.example.com\"",
+                );
+                ok = false;
+                None
+            }
+        });
+
+        let p = raw.path.get_ref();
+        let path = if !p.starts_with('/') {
+            self.error(
+                &raw.path,
+                &key("path"),
+                format!("`{p}` must start with '/'"),
+            );
+            ok = false;
+            String::new()
+        } else {
+            match crate::normalize::normalize_path(p) {
+                Ok(n) if n == *p || n == p.trim_end_matches('/') || format!("{n}/") == *p => {
+                    if n.len() > 1 {
+                        n.trim_end_matches('/').to_string()
+                    } else {
+                        n
+                    }
+                }
+                _ => {
+                    self.error(
+                        &raw.path,
+                        &key("path"),
+                        format!("`{p}` is not a normalised path prefix (no '//', '.', '..', ';' or encoded separators)"),
+                    );
+                    ok = false;
+                    String::new()
+                }
+            }
+        };
+
+        let backend = match (&raw.upstream, &raw.static_dir) {
+            (Some(_), Some(s)) => {
+                self.error(
+                    s,
+                    &key("static"),
+                    "a route has either `upstream` or `static`, not both",
+                );
+                ok = false;
+                None
+            }
+            (None, None) => {
+                self.error(
+                    &raw.path,
+                    &key("path"),
+                    "the route needs `upstream = \"http://host:port\"` or `static = \"dir\"`",
+                );
+                ok = false;
+                None
+            }
+            (Some(u), None) => match parse_upstream(u.get_ref()) {
+                Ok(up) => Some(Backend::Upstream(up)),
+                Err(why) => {
+                    self.error(u, &key("upstream"), why);
+                    ok = false;
+                    None
+                }
+            },
+            (None, Some(s)) => {
+                let dir = base.join(s.get_ref());
+                if dir.is_dir() {
+                    Some(Backend::Static(dir))
+                } else {
+                    self.error(
+                        s,
+                        &key("static"),
+                        format!("`{}` is not a directory", dir.display()),
+                    );
+                    ok = false;
+                    None
+                }
+            }
+        };
+
+        let auth = match &raw.auth {
+            None => {
+                self.error(
+                    &raw.path,
+                    &key("auth"),
+                    "say how this route is protected: `auth = [\"basic\"]`, or `auth = \"none\"` for a public route",
+                );
+                ok = false;
+                Vec::new()
+            }
+            Some(a) => match self.check_auth(a, &key("auth")) {
+                Some(list) => list,
+                None => {
+                    ok = false;
+                    Vec::new()
+                }
+            },
+        };
+        if auth.contains(&Scheme::Basic) && known_users.is_none() {
+            if let Some(a) = &raw.auth {
+                self.error(
+                    a,
+                    &key("auth"),
+                    "`basic` needs a user source: add [users] htpasswd = \"FILE\"",
+                );
+                ok = false;
+            }
+        }
+
+        let allow = raw.allow.as_ref().map(|a| {
+            if auth.is_empty() {
+                self.error(
+                    a,
+                    &key("allow"),
+                    "`allow` has no effect on a route with auth = \"none\"",
+                );
+                ok = false;
+            }
+            let mut allow = Allow::default();
+            for u in &a.get_ref().users {
+                if let Some(known) = known_users {
+                    if !known.contains(u.get_ref()) {
+                        self.error(
+                            u,
+                            &key("allow.users"),
+                            format!("user `{}` is not in the htpasswd file", u.get_ref()),
+                        );
+                        ok = false;
+                    }
+                }
+                allow.users.insert(u.get_ref().clone());
+            }
+            for g in &a.get_ref().groups {
+                if !groups.contains_key(g.get_ref()) {
+                    let known: Vec<_> = groups.keys().map(String::as_str).collect();
+                    self.error(
+                        g,
+                        &key("allow.groups"),
+                        format!(
+                            "group `{}` is not defined in [groups] (defined: {})",
+                            g.get_ref(),
+                            if known.is_empty() {
+                                "none".into()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    );
+                    ok = false;
+                }
+                allow.groups.insert(g.get_ref().clone());
+            }
+            if allow.users.is_empty() && allow.groups.is_empty() {
+                self.warn(
+                    a,
+                    &key("allow"),
+                    "an empty `allow` lets no one in: every authenticated user gets 403",
+                );
+            }
+            allow
+        });
+
+        let realm = match &raw.realm {
+            Some(r) => {
+                if r.get_ref().is_empty() || r.get_ref().chars().any(char::is_control) {
+                    self.error(
+                        r,
+                        &key("realm"),
+                        "the realm must be non-empty text without control characters",
+                    );
+                    ok = false;
+                }
+                r.get_ref().clone()
+            }
+            None => server.realm.clone(),
+        };
+
+        let max_body = raw
+            .max_body
+            .as_ref()
+            .and_then(|m| match parse_size(m.get_ref()) {
+                Some(n) => Some(n),
+                None => {
+                    self.error(
+                        m,
+                        &key("max_body"),
+                        "write a size such as \"10MiB\", \"512KiB\" or \"1000000\"",
+                    );
+                    ok = false;
+                    None
+                }
+            });
+
+        if raw.pass_authorization && auth.is_empty() {
+            self.warn(
+                &raw.path,
+                &key("pass_authorization"),
+                "has no effect without authentication",
+            );
+        }
+
+        if !ok {
+            return None;
+        }
+        Some(Route {
+            index,
+            host,
+            path,
+            backend: backend?,
+            auth,
+            realm,
+            allow,
+            pass_authorization: raw.pass_authorization,
+            max_body,
+        })
+    }
+
+    fn check_auth(&mut self, value: &Spanned<toml::Value>, key: &str) -> Option<Vec<Scheme>> {
+        const VALID: &str = "write auth = \"none\" or a list of schemes, e.g. auth = [\"basic\"]";
+        let names: Vec<&toml::Value> = match value.get_ref() {
+            toml::Value::String(s) if s == "none" => return Some(Vec::new()),
+            toml::Value::String(_) => vec![value.get_ref()],
+            toml::Value::Array(items) => items.iter().collect(),
+            _ => {
+                self.error(value, key, VALID);
+                return None;
+            }
+        };
+        let mut schemes = Vec::new();
+        for n in names {
+            match n.as_str() {
+                Some("basic") => {
+                    if schemes.contains(&Scheme::Basic) {
+                        self.error(value, key, "`basic` is listed twice");
+                        return None;
+                    }
+                    schemes.push(Scheme::Basic)
+                }
+                Some("none") => {
+                    self.error(value, key, "\"none\" cannot be combined with other schemes");
+                    return None;
+                }
+                Some(other) => {
+                    self.error(
+                        value,
+                        key,
+                        format!("unknown scheme `{other}`; supported: \"basic\""),
+                    );
+                    return None;
+                }
+                None => {
+                    self.error(value, key, VALID);
+                    return None;
+                }
+            }
+        }
+        if schemes.is_empty() {
+            self.error(value, key, VALID);
+            return None;
+        }
+        Some(schemes)
+    }
+
+    /// Two routes with the same host and prefix: the second could never match.
+    fn check_overlaps(&mut self, raw: &[RawRoute], routes: &[Route]) {
+        let mut seen: BTreeMap<(Option<&str>, &str), usize> = BTreeMap::new();
+        for r in routes {
+            if let Some(first) = seen.insert((r.host.as_deref(), r.path.as_str()), r.index) {
+                if let Some(raw_route) = raw.get(r.index) {
+                    self.error(
+                        &raw_route.path,
+                        &format!("route[{}].path", r.index),
+                        format!(
+                            "route[{}] has the same host and path as route[{first}], so it can never match",
+                            r.index
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn parse_upstream(s: &str) -> Result<Upstream, String> {
+    const VALID: &str = "write the upstream as http://HOST:PORT, e.g. \"http://127.0.0.1:9000\"";
+    let uri: http::Uri = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a URL; {VALID}"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(format!(
+                "`{s}`: https upstreams are not supported yet; {VALID}"
+            ))
+        }
+        _ => return Err(format!("`{s}` has no http:// scheme; {VALID}")),
+    }
+    let authority = uri
+        .authority()
+        .cloned()
+        .ok_or_else(|| format!("`{s}` has no host; {VALID}"))?;
+    if authority.as_str().contains('@') {
+        return Err(format!(
+            "`{s}`: credentials in the upstream URL are not supported"
+        ));
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(format!(
+            "`{s}`: a path in the upstream URL is not supported (requests keep their own path); {VALID}"
+        ));
+    }
+    Ok(Upstream { authority })
+}
+
+/// "10MiB", "512KiB", "1MB", "1000".
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" => 1000,
+        "KiB" => 1024,
+        "MB" => 1000 * 1000,
+        "MiB" => 1024 * 1024,
+        "GB" => 1000 * 1000 * 1000,
+        "GiB" => 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str) -> Loaded {
+        load_str(Path::new("/nonexistent/test.toml"), text)
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_column() {
+        let l = load_text("[server]\nlisten = \"127.0.0.1:1\"\nlistne = 3\n");
+        let p = l.errors().next().expect("an error");
+        assert_eq!((p.line, p.column), (3, 1), "{p}");
+        assert!(p.message.contains("listne"), "{p}");
+    }
+
+    #[test]
+    fn bad_upstream_and_missing_auth_are_reported_together() {
+        let l = load_text(
+            "[[route]]\npath = \"/\"\nupstream = \"ftp://x\"\n\n[[route]]\npath = \"/a\"\nupstream = \"http://127.0.0.1:1\"\n",
+        );
+        let errs: Vec<_> = l.errors().collect();
+        assert_eq!(errs.len(), 3, "{errs:#?}");
+        assert_eq!(errs[0].key, "route[0].upstream");
+        assert_eq!(errs[0].line, 3);
+        assert_eq!(errs[1].key, "route[0].auth");
+        assert_eq!(errs[2].key, "route[1].auth");
+    }
+
+    #[test]
+    fn duplicate_routes_are_an_error() {
+        let l = load_text(
+            "[[route]]\npath = \"/a/\"\nupstream = \"http://127.0.0.1:1\"\nauth = \"none\"\n[[route]]\npath = \"/a\"\nupstream = \"http://127.0.0.1:1\"\nauth = \"none\"\n",
+        );
+        let errs: Vec<_> = l.errors().collect();
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert!(errs[0].message.contains("never match"));
+        assert_eq!(errs[0].line, 6);
+    }
+
+    #[test]
+    fn route_paths_are_normalised_prefixes() {
+        let l = load_text(
+            "[[route]]\npath = \"/a/../b\"\nupstream = \"http://127.0.0.1:1\"\nauth = \"none\"\n",
+        );
+        assert_eq!(l.errors().count(), 1);
+        let l = load_text(
+            "[[route]]\npath = \"/public/\"\nupstream = \"http://127.0.0.1:1\"\nauth = \"none\"\n",
+        );
+        let c = l.config.expect("valid");
+        assert_eq!(c.routes[0].path, "/public");
+    }
+
+    #[test]
+    fn basic_without_users_is_an_error() {
+        let l = load_text(
+            "[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:1\"\nauth = [\"basic\"]\n",
+        );
+        let e: Vec<_> = l.errors().collect();
+        assert_eq!(e.len(), 1);
+        assert!(e[0].message.contains("[users]"));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("10MiB"), Some(10 * 1024 * 1024));
+        assert_eq!(parse_size("7"), Some(7));
+        assert_eq!(parse_size("1 KB"), Some(1000));
+        assert_eq!(parse_size("x"), None);
+    }
+}

@@ -1,0 +1,339 @@
+//! What the upstream may see: client headers cleaned of anything that could impersonate a
+//! user or a proxy, then authgate's own identity and forwarding headers.
+
+use std::net::IpAddr;
+
+use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, HOST};
+use http::HeaderMap;
+
+use crate::authenticate::Identity;
+use crate::config::IdentityHeaders;
+
+/// RFC 9110 §7.6.1: hop-by-hop fields, never forwarded (plus the non-standard ones that some
+/// clients still send).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Headers that some app or proxy somewhere reads as "the user is ...". A client must never
+/// be able to send one: authgate removes every one of them, in any case and with `_` for `-`
+/// (CGI, PHP and WSGI turn both into the same `HTTP_X_REMOTE_USER`).
+const IDENTITY: &[&str] = &[
+    "remote-user",
+    "remote-email",
+    "remote-groups",
+    "remote-name",
+    "x-remote-user",
+    "x-remote-email",
+    "x-remote-groups",
+    "x-remote-name",
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-groups",
+    "x-forwarded-preferred-username",
+    "x-forwarded-access-token",
+    "x-user",
+    "x-username",
+    "x-email",
+    "x-auth-user",
+    "auth-user",
+    "x-webauth-user",
+    "x-webauth-groups",
+    "x-proxy-user",
+];
+
+/// Prefixes of identity headers: authgate's own and oauth2-proxy's.
+const IDENTITY_PREFIXES: &[&str] = &["x-authgate-", "x-auth-request-"];
+
+/// Forwarding headers, believed only from `trusted_proxies`.
+const FORWARDING: &[&str] = &[
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "x-original-uri",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-method",
+    "x-request-id",
+];
+
+/// Lower-case, `_` -> `-`: the name as a CGI-style backend would see it.
+fn canonical(name: &str) -> String {
+    name.bytes()
+        .map(|b| {
+            if b == b'_' {
+                '-'
+            } else {
+                b.to_ascii_lowercase() as char
+            }
+        })
+        .collect()
+}
+
+/// Everything known about the request that the forwarded headers are made from.
+pub struct Forwarding<'a> {
+    pub identity: Option<&'a Identity>,
+    pub names: &'a IdentityHeaders,
+    pub peer: IpAddr,
+    pub peer_trusted: bool,
+    pub authority: &'a str,
+    pub request_id: &'a str,
+    pub pass_authorization: bool,
+}
+
+/// Cleans `headers` in place for the upstream and sets authgate's headers.
+pub fn prepare_request(headers: &mut HeaderMap, f: &Forwarding<'_>) {
+    // Fields named in Connection are hop-by-hop too (RFC 9110 §7.6.1). Collected before any
+    // header authgate sets, so a client cannot name one of ours to have it removed.
+    let named: Vec<String> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .filter(|n| !n.is_empty())
+        .collect();
+    let prior_xff = if f.peer_trusted {
+        let joined: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        (!joined.is_empty()).then(|| joined.join(", "))
+    } else {
+        None
+    };
+    let ours = [&f.names.user, &f.names.groups, &f.names.method];
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            let n = canonical(name.as_str());
+            HOP_BY_HOP.contains(&n.as_str())
+                || named.contains(&n)
+                || IDENTITY.contains(&n.as_str())
+                || IDENTITY_PREFIXES.iter().any(|p| n.starts_with(p))
+                || ours.iter().any(|o| **o == n)
+                || (!f.peer_trusted && FORWARDING.contains(&n.as_str()))
+                || (*name == AUTHORIZATION && !f.pass_authorization)
+                // The request id is always authgate's (the gateway took a trusted one over).
+                || n == "x-request-id"
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
+    }
+
+    // The upstream gets HTTP/1.1 and so needs Host, also when the client spoke HTTP/2.
+    if let Ok(v) = HeaderValue::from_str(f.authority) {
+        headers.insert(HOST, v);
+    }
+    let peer = f.peer.to_string();
+    let xff = match prior_xff {
+        Some(prior) => format!("{prior}, {peer}"),
+        None => peer,
+    };
+    set(headers, "x-forwarded-for", &xff);
+    if !f.peer_trusted || !headers.contains_key("x-forwarded-proto") {
+        set(headers, "x-forwarded-proto", "http");
+    }
+    if !f.peer_trusted || !headers.contains_key("x-forwarded-host") {
+        set(headers, "x-forwarded-host", f.authority);
+    }
+    set(headers, "x-request-id", f.request_id);
+    if let Some(id) = f.identity {
+        set(headers, &f.names.user, &id.user);
+        set(headers, &f.names.groups, &id.groups.join(","));
+        set(headers, &f.names.method, id.method.name());
+    }
+}
+
+/// Removes hop-by-hop fields from an upstream response (RFC 9110 §7.6.1).
+pub fn prepare_response(headers: &mut HeaderMap) {
+    let named: Vec<String> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .collect();
+    for name in HOP_BY_HOP.iter().map(|s| s.to_string()).chain(named) {
+        headers.remove(name.as_str());
+    }
+}
+
+fn set(headers: &mut HeaderMap, name: &str, value: &str) {
+    if let (Ok(n), Ok(v)) = (
+        HeaderName::from_bytes(name.as_bytes()),
+        HeaderValue::from_str(value),
+    ) {
+        headers.insert(n, v);
+    }
+}
+
+/// RFC 9111 §3.5: a response to an authenticated request must not be stored by a shared cache.
+/// Adds `private` unless the upstream already said `private` or `no-store`, and drops
+/// `public` and `s-maxage`, which would override that.
+pub fn make_private(headers: &mut HeaderMap) {
+    let current: Vec<String> = headers
+        .get_all(http::header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|d| d.trim().to_string())
+        .filter(|d| !d.is_empty())
+        .collect();
+    let directive = |d: &str| {
+        d.split('=')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    };
+    if current
+        .iter()
+        .any(|d| matches!(directive(d).as_str(), "private" | "no-store"))
+    {
+        return;
+    }
+    let mut kept: Vec<String> = vec!["private".into()];
+    kept.extend(
+        current
+            .into_iter()
+            .filter(|d| !matches!(directive(d).as_str(), "public" | "s-maxage")),
+    );
+    if let Ok(v) = HeaderValue::from_str(&kept.join(", ")) {
+        headers.insert(http::header::CACHE_CONTROL, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Scheme;
+
+    fn names() -> IdentityHeaders {
+        IdentityHeaders {
+            user: "x-authgate-user".into(),
+            groups: "x-authgate-groups".into(),
+            method: "x-authgate-method".into(),
+        }
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn spoofed_identity_and_forwarding_headers_are_removed() {
+        let mut h = map(&[
+            ("X-Authgate-User", "root"),
+            ("x_authgate_user", "root"),
+            ("X-Remote-User", "root"),
+            ("remote_user", "root"),
+            ("X-Forwarded-For", "1.2.3.4"),
+            ("X-Forwarded-Host", "evil"),
+            ("X-Real-IP", "1.2.3.4"),
+            ("Authorization", "Basic eDp5"),
+            ("Connection", "keep-alive, X-Keep-Me-Not"),
+            ("X-Keep-Me-Not", "1"),
+            ("X-Auth-Request-Email", "a@b"),
+            ("Accept", "*/*"),
+        ]);
+        let names = names();
+        let id = Identity {
+            user: "alice".into(),
+            method: Scheme::Basic,
+            groups: vec!["admins".to_string()].into(),
+        };
+        prepare_request(
+            &mut h,
+            &Forwarding {
+                identity: Some(&id),
+                names: &names,
+                peer: "127.0.0.1".parse().expect("ip"),
+                peer_trusted: false,
+                authority: "app.example:8080",
+                request_id: "rid",
+                pass_authorization: false,
+            },
+        );
+        assert_eq!(h.get_all("x-authgate-user").iter().count(), 1);
+        assert_eq!(h["x-authgate-user"], "alice");
+        assert_eq!(h["x-authgate-groups"], "admins");
+        assert!(!h.contains_key("x_authgate_user"));
+        assert!(!h.contains_key("x-remote-user"));
+        assert!(!h.contains_key("remote_user"));
+        assert!(!h.contains_key("authorization"));
+        assert!(!h.contains_key("x-keep-me-not"));
+        assert!(!h.contains_key("x-real-ip"));
+        assert!(!h.contains_key("x-auth-request-email"));
+        assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+        assert_eq!(h["x-forwarded-host"], "app.example:8080");
+        assert_eq!(h["host"], "app.example:8080");
+        assert_eq!(h["accept"], "*/*");
+    }
+
+    #[test]
+    fn trusted_proxy_forwarding_headers_are_kept_and_appended() {
+        let mut h = map(&[
+            ("X-Forwarded-For", "1.2.3.4"),
+            ("X-Forwarded-Proto", "https"),
+        ]);
+        let names = names();
+        prepare_request(
+            &mut h,
+            &Forwarding {
+                identity: None,
+                names: &names,
+                peer: "10.0.0.1".parse().expect("ip"),
+                peer_trusted: true,
+                authority: "a",
+                request_id: "rid",
+                pass_authorization: false,
+            },
+        );
+        assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "https");
+    }
+
+    #[test]
+    fn cache_control_becomes_private() {
+        for (given, want) in [
+            (None, "private"),
+            (Some("public, max-age=60"), "private, max-age=60"),
+            (Some("s-maxage=60, max-age=5"), "private, max-age=5"),
+            (Some("no-store"), "no-store"),
+            (Some("private, max-age=5"), "private, max-age=5"),
+        ] {
+            let mut h = HeaderMap::new();
+            if let Some(g) = given {
+                h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static(g));
+            }
+            make_private(&mut h);
+            assert_eq!(h[http::header::CACHE_CONTROL], want);
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! Stage 6: hand an allowed request to its backend, a reverse-proxied upstream or a static
+//! directory. Bodies stream both ways; nothing is buffered.
+
+pub mod headers;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, LOCATION};
+use http::{HeaderValue, Request, Response, Uri, Version};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use tower::ServiceExt;
+use tower_http::services::ServeDir;
+
+use crate::body::Body;
+use crate::config::{Backend, Config, Route, Upstream};
+use crate::normalize::Target;
+use crate::reason::Reason;
+
+pub struct Forwarder {
+    client: Client<HttpConnector, Body>,
+    upstream_timeout: Duration,
+    /// One file server per static route, by route index.
+    statics: HashMap<usize, ServeDir>,
+}
+
+impl Forwarder {
+    pub fn new(config: &Config) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(config.server.upstream_connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        let statics = config
+            .routes
+            .iter()
+            .filter_map(|r| match &r.backend {
+                Backend::Static(dir) => Some((
+                    r.index,
+                    ServeDir::new(dir).append_index_html_on_directories(true),
+                )),
+                Backend::Upstream(_) => None,
+            })
+            .collect();
+        Forwarder {
+            client,
+            upstream_timeout: config.server.upstream_timeout,
+            statics,
+        }
+    }
+
+    /// Sends the request to the route's backend. `req` already carries the headers the backend
+    /// may see (see [`headers::prepare_request`]).
+    pub async fn forward(
+        &self,
+        route: &Route,
+        target: &Target,
+        req: Request<Incoming>,
+    ) -> Result<Response<Body>, Reason> {
+        if let Some(max) = route.max_body {
+            let declared = req
+                .headers()
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > max) {
+                return Err(Reason::BodyTooLarge);
+            }
+        }
+        match &route.backend {
+            Backend::Upstream(up) => self.proxy(up, route, target, req).await,
+            Backend::Static(_) => self.serve_static(route, target, req).await,
+        }
+    }
+
+    async fn proxy(
+        &self,
+        upstream: &Upstream,
+        route: &Route,
+        target: &Target,
+        req: Request<Incoming>,
+    ) -> Result<Response<Body>, Reason> {
+        let (mut parts, body) = req.into_parts();
+        // The backend receives exactly the normalised path the decision was made on.
+        parts.uri = Uri::builder()
+            .scheme("http")
+            .authority(upstream.authority.clone())
+            .path_and_query(target.path_and_query())
+            .build()
+            .map_err(|_| Reason::AmbiguousPath("a target that cannot be forwarded"))?;
+        parts.version = Version::HTTP_11;
+        let body: Body = match route.max_body {
+            // A chunked body over the limit is cut off: the upstream sees an aborted request,
+            // never a truncated one that looks complete.
+            Some(max) => {
+                Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX)).boxed_unsync()
+            }
+            None => body.map_err(Into::into).boxed_unsync(),
+        };
+        let request = Request::from_parts(parts, body);
+        let response = match tokio::time::timeout(
+            self.upstream_timeout,
+            self.client.request(request),
+        )
+        .await
+        {
+            Err(_) => return Err(Reason::UpstreamTimeout),
+            Ok(Err(e)) => {
+                tracing::warn!(upstream = %upstream.authority, error = %e, "upstream request failed");
+                return Err(Reason::UpstreamUnavailable);
+            }
+            Ok(Ok(r)) => r,
+        };
+        let (mut parts, body) = response.into_parts();
+        headers::prepare_response(&mut parts.headers);
+        Ok(Response::from_parts(
+            parts,
+            body.map_err(Into::into).boxed_unsync(),
+        ))
+    }
+
+    async fn serve_static(
+        &self,
+        route: &Route,
+        target: &Target,
+        req: Request<Incoming>,
+    ) -> Result<Response<Body>, Reason> {
+        let Some(serve) = self.statics.get(&route.index) else {
+            return Err(Reason::NoRoute);
+        };
+        // The route prefix maps to the directory's root, like nginx's `alias`.
+        let rest = if route.path == "/" {
+            target.path.as_str()
+        } else {
+            target.path.strip_prefix(route.path.as_str()).unwrap_or("/")
+        };
+        let rest = if rest.is_empty() { "/" } else { rest };
+        let (parts, _body) = req.into_parts();
+        let mut inner = Request::new(Empty::<Bytes>::new());
+        *inner.method_mut() = parts.method;
+        *inner.headers_mut() = parts.headers;
+        *inner.uri_mut() = rest
+            .parse()
+            .map_err(|_| Reason::AmbiguousPath("a target that cannot be served"))?;
+        let response = match serve.clone().oneshot(inner).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        };
+        let (mut parts, body) = response.into_parts();
+        // ServeDir redirects `/dir` to `/dir/` relative to the path it saw; put the route
+        // prefix back so the browser goes to the right place.
+        if route.path != "/" {
+            if let Some(loc) = parts.headers.get(LOCATION).and_then(|l| l.to_str().ok()) {
+                if loc.starts_with('/') {
+                    if let Ok(v) = HeaderValue::from_str(&format!("{}{loc}", route.path)) {
+                        parts.headers.insert(LOCATION, v);
+                    }
+                }
+            }
+        }
+        Ok(Response::from_parts(
+            parts,
+            body.map_err(Into::into).boxed_unsync(),
+        ))
+    }
+}

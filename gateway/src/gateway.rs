@@ -1,0 +1,279 @@
+//! The request path, assembled in one function in reading order:
+//! normalize -> route -> authenticate -> authorize -> forward, with every denial answered by
+//! [`respond::deny`] and every decision written to the audit log.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use authgate_proto::Challenge;
+use http::header::{HeaderValue, AUTHORIZATION};
+use http::{HeaderMap, Request, Response};
+use hyper::body::Incoming;
+use ipnet::IpNet;
+use rand::RngCore;
+
+use crate::audit::{self, AuditLog, Record};
+use crate::authenticate::{self, Authenticators, Outcome};
+use crate::authorize::{authorize, Decision};
+use crate::body::Body;
+use crate::config::{Config, Route};
+use crate::forward::headers::{self, Forwarding};
+use crate::forward::Forwarder;
+use crate::normalize::normalize;
+use crate::reason::Reason;
+use crate::respond;
+use crate::route::Router;
+use crate::users::UserDb;
+
+pub struct Gateway {
+    config: Config,
+    router: Router,
+    authenticators: Authenticators,
+    forwarder: Forwarder,
+    audit: AuditLog,
+    /// Each route's challenges, rendered once.
+    challenges: HashMap<usize, Vec<Challenge>>,
+}
+
+impl Gateway {
+    pub fn new(config: Config, users: Option<Arc<UserDb>>, audit: AuditLog) -> Self {
+        Gateway {
+            router: Router::new(&config.routes),
+            authenticators: Authenticators::new(&config, users),
+            forwarder: Forwarder::new(&config),
+            challenges: config
+                .routes
+                .iter()
+                .map(|r| (r.index, authenticate::challenges(r)))
+                .collect(),
+            audit,
+            config,
+        }
+    }
+
+    /// Answers one request. Never fails: every problem becomes a response with a reason.
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let started = Instant::now();
+        let peer_trusted = is_trusted(&self.config.server.trusted_proxies, peer.ip());
+        let request_id = request_id(req.headers(), peer_trusted);
+        let mut record = Record {
+            time: audit::now(),
+            client: client_address(
+                req.headers(),
+                peer.ip(),
+                peer_trusted,
+                &self.config.server.trusted_proxies,
+            )
+            .to_string(),
+            peer: peer.to_string(),
+            method: req.method().to_string(),
+            path: req.uri().path().to_string(),
+            request_id: request_id.clone(),
+            ..Record::default()
+        };
+
+        let mut response = self
+            .decide(req, peer, peer_trusted, &request_id, &mut record)
+            .await;
+
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert("x-request-id", v);
+        }
+        record.status = response.status().as_u16();
+        record.latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        self.audit.write(record);
+        response
+    }
+
+    async fn decide(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        peer_trusted: bool,
+        request_id: &str,
+        record: &mut Record,
+    ) -> Response<Body> {
+        // Normalize: one reading of host and path, refused if servers could disagree on it.
+        let target = match normalize(&req, self.config.server.max_header_bytes) {
+            Ok(t) => t,
+            Err(reason) => return self.deny(reason, None, request_id, req.headers(), record),
+        };
+        record.path = target.path.clone();
+
+        // Route: host first, then the longest path prefix.
+        let Some(route) = self.router.route(&target.host, &target.path) else {
+            return self.deny(Reason::NoRoute, None, request_id, req.headers(), record);
+        };
+        record.route = Some(route.label());
+
+        // Authenticate: the Authorization header becomes an identity, or a reason.
+        let identity = match self
+            .authenticators
+            .authenticate(route, req.headers().get(AUTHORIZATION))
+            .await
+        {
+            Outcome::Anonymous => None,
+            Outcome::Authenticated(id) => {
+                record.user = Some(id.user.clone());
+                record.scheme = Some(id.method.name());
+                Some(id)
+            }
+            Outcome::Denied(reason, attempted) => {
+                record.user = attempted;
+                return self.deny(reason, Some(route), request_id, req.headers(), record);
+            }
+        };
+
+        // Authorize: a known user who is not on the route's allow list gets 403.
+        if let Some(id) = &identity {
+            if let Decision::Deny(reason) = authorize(route, id) {
+                return self.deny(reason, Some(route), request_id, req.headers(), record);
+            }
+        }
+
+        // Forward: clean the headers, then stream to the backend.
+        let mut req = req;
+        headers::prepare_request(
+            req.headers_mut(),
+            &Forwarding {
+                identity: identity.as_ref(),
+                names: &self.config.server.identity_headers,
+                peer: peer.ip(),
+                peer_trusted,
+                authority: &target.authority,
+                request_id,
+                pass_authorization: route.pass_authorization,
+            },
+        );
+        let empty = HeaderMap::new();
+        match self.forwarder.forward(route, &target, req).await {
+            Ok(mut response) => {
+                record.outcome = "allow";
+                if identity.is_some() {
+                    headers::make_private(response.headers_mut());
+                }
+                response
+            }
+            // The request headers are gone with the request; the error body is plain text
+            // for a backend failure, which is fine for every client.
+            Err(reason) => self.deny(reason, Some(route), request_id, &empty, record),
+        }
+    }
+
+    fn deny(
+        &self,
+        reason: Reason,
+        route: Option<&Arc<Route>>,
+        request_id: &str,
+        request_headers: &HeaderMap,
+        record: &mut Record,
+    ) -> Response<Body> {
+        record.outcome = "deny";
+        record.reason = Some(reason.code());
+        record.detail = reason.audit_detail();
+        let challenges = route
+            .and_then(|r| self.challenges.get(&r.index))
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        respond::deny(&reason, challenges, request_id, request_headers)
+    }
+}
+
+fn is_trusted(trusted: &[IpNet], ip: IpAddr) -> bool {
+    let ip = canonical_ip(ip);
+    trusted.iter().any(|net| net.contains(&ip))
+}
+
+/// `::ffff:127.0.0.1` is 127.0.0.1 for trust decisions.
+fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The client's address: the peer, or, when the peer is a trusted proxy, the right-most
+/// address in `X-Forwarded-For` that is not itself a trusted proxy.
+fn client_address(
+    headers: &HeaderMap,
+    peer: IpAddr,
+    peer_trusted: bool,
+    trusted: &[IpNet],
+) -> IpAddr {
+    if !peer_trusted {
+        return canonical_ip(peer);
+    }
+    let chain: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    chain
+        .iter()
+        .rev()
+        .copied()
+        .find(|ip| !is_trusted(trusted, *ip))
+        .or_else(|| chain.first().copied())
+        .unwrap_or(canonical_ip(peer))
+}
+
+/// A trusted proxy's `X-Request-Id` is kept so one id follows the request end to end; from
+/// anyone else, or if it is not a short visible token, a new random id is made.
+fn request_id(headers: &HeaderMap, peer_trusted: bool) -> String {
+    if peer_trusted {
+        if let Some(v) = headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
+            let sane = (1..=128).contains(&v.len())
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+            if sane {
+                return v.to_string();
+            }
+        }
+    }
+    let mut bytes = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    let mut s = String::with_capacity(32);
+    for b in bytes {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_address_skips_trusted_hops() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().expect("net")];
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, 1.2.3.4, 10.0.0.2"),
+        );
+        let peer: IpAddr = "10.0.0.1".parse().expect("ip");
+        assert_eq!(
+            client_address(&h, peer, true, &trusted).to_string(),
+            "1.2.3.4"
+        );
+        assert_eq!(
+            client_address(&h, peer, false, &trusted).to_string(),
+            "10.0.0.1"
+        );
+    }
+
+    #[test]
+    fn request_ids() {
+        let mut h = HeaderMap::new();
+        h.insert("x-request-id", HeaderValue::from_static("abc-1"));
+        assert_eq!(request_id(&h, true), "abc-1");
+        assert_ne!(request_id(&h, false), "abc-1");
+        assert_eq!(request_id(&h, false).len(), 32);
+        h.insert("x-request-id", HeaderValue::from_static("a b"));
+        assert_ne!(request_id(&h, true), "a b");
+    }
+}

@@ -1,0 +1,21 @@
+//! authgate: an authentication gateway that answers 401 the way RFC 9110 says.
+//!
+//! The request path, one module per stage:
+//! [`accept`] -> [`normalize`] -> [`route`] -> [`authenticate`] -> [`authorize`] ->
+//! [`respond`] (denials) or [`forward`] (everything else), assembled in [`gateway`].
+#![forbid(unsafe_code)]
+
+pub mod accept;
+pub mod audit;
+pub mod authenticate;
+pub mod authorize;
+pub mod body;
+pub mod config;
+pub mod forward;
+pub mod gateway;
+pub mod normalize;
+pub mod reason;
+pub mod respond;
+pub mod route;
+pub mod serve;
+pub mod users;

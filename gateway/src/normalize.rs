@@ -1,0 +1,346 @@
+//! Stage 2: turn the raw request into the one reading every later stage uses.
+//!
+//! The route is chosen and the decision made on exactly the path the backend will receive:
+//! dot-segments are resolved (RFC 3986 §5.2.4), repeated slashes merged, percent-encoded
+//! unreserved characters decoded (RFC 3986 §6.2.2.2), and every form that servers disagree
+//! about is refused with 400 instead of guessed.
+
+use http::header::{AUTHORIZATION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::{HeaderMap, Request, Version};
+
+use crate::reason::Reason;
+
+/// What the later stages know about the request target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Lower-case host without port and without a trailing dot.
+    pub host: String,
+    /// The host as the client sent it (with port), for `X-Forwarded-Host`.
+    pub authority: String,
+    /// The normalised path: the one that is routed, authorised and forwarded.
+    pub path: String,
+    /// The query, unchanged, without '?'.
+    pub query: Option<String>,
+}
+
+impl Target {
+    pub fn path_and_query(&self) -> String {
+        match &self.query {
+            Some(q) => format!("{}?{q}", self.path),
+            None => self.path.clone(),
+        }
+    }
+}
+
+/// Checks the request's framing and headers and normalises its target.
+pub fn normalize<B>(req: &Request<B>, max_header_bytes: usize) -> Result<Target, Reason> {
+    let headers = req.headers();
+    // RFC 6585 §5: 431 when the header section is too large. hyper's own buffer limit is set
+    // higher than this, so this answer (with a reason) is the one clients see.
+    let size: usize = headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum();
+    if size > max_header_bytes {
+        return Err(Reason::HeadersTooLarge);
+    }
+    check_framing(headers)?;
+    // RFC 9110 §5.3 / §11.6.2: Authorization is a single value, not a list.
+    if headers.get_all(AUTHORIZATION).iter().count() > 1 {
+        return Err(Reason::DuplicateAuthorization);
+    }
+    let authority = authority(req)?;
+    let host = host_of(&authority).ok_or(Reason::InvalidHost)?;
+    let path = normalize_path(req.uri().path()).map_err(Reason::AmbiguousPath)?;
+    Ok(Target {
+        host,
+        authority,
+        path,
+        query: req.uri().query().map(str::to_string),
+    })
+}
+
+/// RFC 9112 §6.1 and §6.3: a request with both Content-Length and Transfer-Encoding, or with
+/// an invalid or repeated-and-different Content-Length, is a smuggling attempt or a broken
+/// client; either way it is refused.
+fn check_framing(headers: &HeaderMap) -> Result<(), Reason> {
+    let has_te = headers.contains_key(TRANSFER_ENCODING);
+    let mut lengths = headers.get_all(CONTENT_LENGTH).iter();
+    if let Some(first) = lengths.next() {
+        if has_te {
+            return Err(Reason::ConflictingFraming);
+        }
+        let valid =
+            |v: &http::HeaderValue| !v.is_empty() && v.as_bytes().iter().all(u8::is_ascii_digit);
+        if !valid(first) || lengths.any(|v| v != first) {
+            return Err(Reason::ConflictingFraming);
+        }
+    }
+    Ok(())
+}
+
+/// RFC 9112 §3.2: HTTP/1.1 needs exactly one Host; with an absolute-form target, the target's
+/// authority wins. HTTP/2 carries `:authority`, which hyper puts in the URI.
+fn authority<B>(req: &Request<B>) -> Result<String, Reason> {
+    let mut hosts = req.headers().get_all(HOST).iter();
+    let host_header = hosts.next();
+    if hosts.next().is_some() {
+        return Err(Reason::InvalidHost);
+    }
+    if let Some(a) = req.uri().authority() {
+        if a.as_str().contains('@') {
+            return Err(Reason::InvalidHost);
+        }
+        return Ok(a.as_str().to_string());
+    }
+    match host_header {
+        Some(v) => v
+            .to_str()
+            .map(str::to_string)
+            .map_err(|_| Reason::InvalidHost),
+        None if req.version() == Version::HTTP_10 || req.version() == Version::HTTP_09 => {
+            Ok(String::new())
+        }
+        None => Err(Reason::InvalidHost),
+    }
+}
+
+/// The host part of `host[:port]` or `[v6]:port`, lower-cased, without a trailing dot.
+/// None if it is not a valid RFC 3986 host.
+fn host_of(authority: &str) -> Option<String> {
+    if authority.is_empty() {
+        return Some(String::new());
+    }
+    if let Some(rest) = authority.strip_prefix('[') {
+        let end = rest.find(']')?;
+        let (v6, after) = rest.split_at(end);
+        let port = after.get(1..)?;
+        if !(port.is_empty() || valid_port(port.strip_prefix(':')?)) {
+            return None;
+        }
+        v6.parse::<std::net::Ipv6Addr>().ok()?;
+        return Some(format!("[{}]", v6.to_ascii_lowercase()));
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (authority, None),
+    };
+    if let Some(p) = port {
+        if !valid_port(p) {
+            return None;
+        }
+    }
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+    ok.then(|| host.to_ascii_lowercase())
+}
+
+fn valid_port(p: &str) -> bool {
+    !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Normalises an origin-form path. Errors name what was ambiguous.
+///
+/// - `\`, `;`, `%2F`, `%5C`, `%00` and encoded dot-segments (`%2e%2e`): refused, because
+///   backends differ on whether they are separators or dot-segments.
+/// - invalid percent-encoding: refused.
+/// - `%41` and other encoded unreserved characters: decoded; other escapes are kept with
+///   upper-case hex digits (RFC 3986 §6.2.2.1).
+/// - `.` and `..` segments: resolved (RFC 3986 §5.2.4); `..` above the root stays at the root.
+/// - empty segments (`//`): merged, as nginx's default `merge_slashes` does.
+pub fn normalize_path(raw: &str) -> Result<String, &'static str> {
+    if !raw.starts_with('/') {
+        // `*` (OPTIONS *) and anything else that is not origin-form.
+        return Err("a target that is not an absolute path");
+    }
+    let mut out: Vec<String> = Vec::new();
+    let trailing_slash = raw.len() > 1 && raw.ends_with('/');
+    let mut last_was_dot = false;
+    for segment in raw.split('/').skip(1) {
+        let (decoded, had_escape) = normalize_segment(segment)?;
+        last_was_dot = false;
+        match decoded.as_str() {
+            "" => {}
+            "." | ".." if had_escape => return Err("an encoded dot-segment"),
+            "." => last_was_dot = true,
+            ".." => {
+                out.pop();
+                last_was_dot = true;
+            }
+            _ => out.push(decoded),
+        }
+    }
+    let mut path = String::with_capacity(raw.len());
+    for s in &out {
+        path.push('/');
+        path.push_str(s);
+    }
+    // `/a/.` and `/a/..` name a directory: keep the trailing slash (RFC 3986 §5.2.4 output).
+    if trailing_slash || last_was_dot || path.is_empty() {
+        path.push('/');
+    }
+    Ok(path)
+}
+
+fn normalize_segment(segment: &str) -> Result<(String, bool), &'static str> {
+    let bytes = segment.as_bytes();
+    let mut out = String::with_capacity(segment.len());
+    let mut had_escape = false;
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'\\' => return Err("a backslash"),
+            b';' => return Err("a ';' path parameter"),
+            b'%' => {
+                let hi = bytes.get(i + 1).and_then(|c| (*c as char).to_digit(16));
+                let lo = bytes.get(i + 2).and_then(|c| (*c as char).to_digit(16));
+                let (Some(hi), Some(lo)) = (hi, lo) else {
+                    return Err("invalid percent-encoding");
+                };
+                let v = (hi * 16 + lo) as u8;
+                match v {
+                    b'/' => return Err("an encoded '/'"),
+                    b'\\' => return Err("an encoded '\\'"),
+                    0 => return Err("an encoded NUL"),
+                    _ if v.is_ascii_alphanumeric() || matches!(v, b'-' | b'.' | b'_' | b'~') => {
+                        had_escape = true;
+                        out.push(v as char);
+                    }
+                    _ => {
+                        out.push('%');
+                        out.push_str(&format!("{v:02X}"));
+                    }
+                }
+                i += 3;
+            }
+            _ if b.is_ascii_control() || !b.is_ascii() => {
+                return Err("a control or non-ASCII character")
+            }
+            _ => {
+                out.push(b as char);
+                i += 1;
+            }
+        }
+    }
+    Ok((out, had_escape))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_dot_segments_and_merges_slashes() {
+        for (raw, want) in [
+            ("/", "/"),
+            ("/a/b/../c", "/a/c"),
+            ("/a/./b", "/a/b"),
+            ("/../../etc/passwd", "/etc/passwd"),
+            ("//admin", "/admin"),
+            ("/admin//x/", "/admin/x/"),
+            ("/a/..", "/"),
+            ("/a/b/..", "/a/"),
+            ("/a/.", "/a/"),
+            ("/%61dmin", "/admin"),
+            ("/a%2fb".replace("2f", "20").as_str(), "/a%20b"),
+            ("/x%7e", "/x~"),
+            ("/caf%c3%a9", "/caf%C3%A9"),
+        ] {
+            assert_eq!(normalize_path(raw).as_deref(), Ok(want), "{raw}");
+        }
+    }
+
+    #[test]
+    fn refuses_ambiguous_forms() {
+        for raw in [
+            "/a%2fb",
+            "/a%2Fb",
+            "/a%5cb",
+            "/a\\b",
+            "/a%00",
+            "/%2e%2e/admin",
+            "/%2E/admin",
+            "/.%2e/admin",
+            "/a%zz",
+            "/a%2",
+            "/admin;jsessionid=1",
+            "*",
+        ] {
+            assert!(normalize_path(raw).is_err(), "{raw} should be refused");
+        }
+    }
+
+    fn req(version: Version, headers: &[(&str, &str)], uri: &str) -> Request<()> {
+        let mut b = Request::builder().uri(uri).version(version);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).expect("request")
+    }
+
+    #[test]
+    fn host_rules() {
+        let r = req(Version::HTTP_11, &[("host", "Example.COM.:8080")], "/");
+        assert_eq!(
+            normalize(&r, 8192).map(|t| t.host),
+            Ok("example.com".into())
+        );
+        let r = req(Version::HTTP_11, &[], "/");
+        assert_eq!(normalize(&r, 8192), Err(Reason::InvalidHost));
+        let r = req(Version::HTTP_11, &[("host", "a"), ("host", "b")], "/");
+        assert_eq!(normalize(&r, 8192), Err(Reason::InvalidHost));
+        let r = req(Version::HTTP_11, &[("host", "a b")], "/");
+        assert_eq!(normalize(&r, 8192), Err(Reason::InvalidHost));
+        let r = req(Version::HTTP_11, &[("host", "[::1]:80")], "/");
+        assert_eq!(normalize(&r, 8192).map(|t| t.host), Ok("[::1]".into()));
+        // RFC 9112 §3.2.2: absolute-form wins over Host.
+        let r = req(Version::HTTP_11, &[("host", "a")], "http://b.example/x");
+        assert_eq!(normalize(&r, 8192).map(|t| t.host), Ok("b.example".into()));
+    }
+
+    #[test]
+    fn framing_and_duplicates() {
+        let r = req(
+            Version::HTTP_11,
+            &[
+                ("host", "a"),
+                ("content-length", "3"),
+                ("transfer-encoding", "chunked"),
+            ],
+            "/",
+        );
+        assert_eq!(normalize(&r, 8192), Err(Reason::ConflictingFraming));
+        let r = req(
+            Version::HTTP_11,
+            &[
+                ("host", "a"),
+                ("content-length", "3"),
+                ("content-length", "4"),
+            ],
+            "/",
+        );
+        assert_eq!(normalize(&r, 8192), Err(Reason::ConflictingFraming));
+        let r = req(
+            Version::HTTP_11,
+            &[("host", "a"), ("content-length", "+3")],
+            "/",
+        );
+        assert_eq!(normalize(&r, 8192), Err(Reason::ConflictingFraming));
+        let r = req(
+            Version::HTTP_11,
+            &[
+                ("host", "a"),
+                ("authorization", "Basic YTpi"),
+                ("authorization", "Basic YTpi"),
+            ],
+            "/",
+        );
+        assert_eq!(normalize(&r, 8192), Err(Reason::DuplicateAuthorization));
+        let big = "x".repeat(9000);
+        let r = req(Version::HTTP_11, &[("host", "a"), ("x-big", &big)], "/");
+        assert_eq!(normalize(&r, 8192), Err(Reason::HeadersTooLarge));
+    }
+}

@@ -1,0 +1,239 @@
+//! Why a request was refused: one enum, one stable code per variant.
+//!
+//! Every denial in authgate is a [`Reason`]. From it alone come the status code, whether a
+//! challenge is sent, the problem-details `type` and `title`, the text shown to a person, and
+//! the audit-log code. The response is built in exactly one place, [`crate::respond`].
+
+use http::StatusCode;
+
+/// A denial reason. `code()` is stable: it appears in problem bodies, the audit log and the
+/// README's "Why did I get a 401?" table, so renaming one is a breaking change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// No `Authorization` header on a route that needs one.
+    MissingCredentials,
+    /// The `Authorization` header is present but its credentials do not decode (bad base64,
+    /// no ':' in Basic, control characters, invalid UTF-8).
+    MalformedCredentials(&'static str),
+    /// The `Authorization` header uses a scheme this route does not accept.
+    UnsupportedScheme,
+    /// Wrong password or unknown user. The client is never told which; the audit log is.
+    InvalidCredentials(CredentialFault),
+    /// Authenticated, but the route's `allow` list does not include the user.
+    Forbidden,
+    /// The `Authorization` field itself is not valid HTTP syntax (RFC 9110 §11.6.2).
+    MalformedAuthorizationHeader,
+    /// More than one `Authorization` field (RFC 9110 §5.3: it is not a list).
+    DuplicateAuthorization,
+    /// A path that different servers would read differently (encoded '/', '\\', NUL,
+    /// encoded dot-segments, invalid percent-encoding, ';' parameters).
+    AmbiguousPath(&'static str),
+    /// Missing, repeated or invalid `Host` (RFC 9112 §3.2).
+    InvalidHost,
+    /// `Content-Length` together with `Transfer-Encoding` (RFC 9112 §6.1), or an invalid
+    /// `Content-Length` (§6.3).
+    ConflictingFraming,
+    /// The request's header section is larger than `server.max_header_bytes` (RFC 6585 §5).
+    HeadersTooLarge,
+    /// The request body is larger than the route's `max_body` (RFC 9110 §15.5.14).
+    BodyTooLarge,
+    /// No route matches the host and path.
+    NoRoute,
+    /// The upstream refused the connection or broke it (RFC 9110 §15.6.3).
+    UpstreamUnavailable,
+    /// The upstream did not answer within `server.upstream_timeout` (RFC 9110 §15.6.5).
+    UpstreamTimeout,
+}
+
+/// What was wrong with credentials that did not verify. Only the audit log sees this:
+/// the client gets `invalid_credentials` either way, so it cannot probe for user names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialFault {
+    UnknownUser,
+    WrongPassword,
+}
+
+impl Reason {
+    /// The stable machine code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Reason::MissingCredentials => "missing_credentials",
+            Reason::MalformedCredentials(_) => "malformed_credentials",
+            Reason::UnsupportedScheme => "unsupported_scheme",
+            Reason::InvalidCredentials(_) => "invalid_credentials",
+            Reason::Forbidden => "forbidden",
+            Reason::MalformedAuthorizationHeader => "malformed_authorization_header",
+            Reason::DuplicateAuthorization => "duplicate_authorization",
+            Reason::AmbiguousPath(_) => "ambiguous_path",
+            Reason::InvalidHost => "invalid_host",
+            Reason::ConflictingFraming => "conflicting_framing",
+            Reason::HeadersTooLarge => "headers_too_large",
+            Reason::BodyTooLarge => "body_too_large",
+            Reason::NoRoute => "no_route",
+            Reason::UpstreamUnavailable => "upstream_unavailable",
+            Reason::UpstreamTimeout => "upstream_timeout",
+        }
+    }
+
+    /// The status this reason is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            // RFC 9110 §11.4 / §15.5.2: missing or refused credentials -> 401 with a challenge.
+            Reason::MissingCredentials
+            | Reason::MalformedCredentials(_)
+            | Reason::UnsupportedScheme
+            | Reason::InvalidCredentials(_) => StatusCode::UNAUTHORIZED,
+            // RFC 9110 §15.5.4: known but not allowed; retrying with the same credentials won't help.
+            Reason::Forbidden => StatusCode::FORBIDDEN,
+            Reason::MalformedAuthorizationHeader
+            | Reason::DuplicateAuthorization
+            | Reason::AmbiguousPath(_)
+            | Reason::InvalidHost
+            | Reason::ConflictingFraming => StatusCode::BAD_REQUEST,
+            Reason::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Reason::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Reason::NoRoute => StatusCode::NOT_FOUND,
+            Reason::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+            Reason::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// Whether the answer carries the route's challenges (every 401 must: RFC 9110 §15.5.2).
+    pub fn challenges(&self) -> bool {
+        self.status() == StatusCode::UNAUTHORIZED
+    }
+
+    /// A short title, stable per reason (RFC 9457 §3.1.3).
+    pub fn title(&self) -> &'static str {
+        match self {
+            Reason::MissingCredentials => "Authentication required",
+            Reason::MalformedCredentials(_) => "Credentials could not be read",
+            Reason::UnsupportedScheme => "Authentication scheme not accepted here",
+            Reason::InvalidCredentials(_) => "Invalid user name or password",
+            Reason::Forbidden => "Access denied",
+            Reason::MalformedAuthorizationHeader => "Malformed Authorization header",
+            Reason::DuplicateAuthorization => "More than one Authorization header",
+            Reason::AmbiguousPath(_) => "Ambiguous request path",
+            Reason::InvalidHost => "Missing or invalid Host",
+            Reason::ConflictingFraming => "Conflicting message framing",
+            Reason::HeadersTooLarge => "Request headers too large",
+            Reason::BodyTooLarge => "Request body too large",
+            Reason::NoRoute => "Not found",
+            Reason::UpstreamUnavailable => "Upstream unavailable",
+            Reason::UpstreamTimeout => "Upstream timed out",
+        }
+    }
+
+    /// What happened and what the client can do, for people and for API clients alike.
+    /// Never says whether a user name exists.
+    pub fn detail(&self) -> String {
+        match self {
+            Reason::MissingCredentials => {
+                "This resource needs authentication and the request carried no credentials. \
+                 Send them with one of the schemes in WWW-Authenticate."
+                    .into()
+            }
+            Reason::MalformedCredentials(why) => format!(
+                "The credentials in the Authorization header could not be decoded ({why}). \
+                 Basic credentials are base64 (RFC 4648, with padding) of user:password in UTF-8."
+            ),
+            Reason::UnsupportedScheme => "The Authorization header uses a scheme this resource \
+                 does not accept. Use one of the schemes in WWW-Authenticate."
+                .into(),
+            Reason::InvalidCredentials(_) => {
+                "The user name or password is wrong. Check both and try again.".into()
+            }
+            Reason::Forbidden => "You are signed in, but your account is not allowed to \
+                 access this resource. Ask an administrator for access; retrying with the same \
+                 credentials will not help."
+                .into(),
+            Reason::MalformedAuthorizationHeader => "The Authorization header is not valid \
+                 HTTP syntax (RFC 9110 §11.6.2)."
+                .into(),
+            Reason::DuplicateAuthorization => "The request carried more than one Authorization \
+                 header; send exactly one (RFC 9110 §5.3)."
+                .into(),
+            Reason::AmbiguousPath(why) => format!(
+                "The request path contains {why}, which servers interpret differently; \
+                 it was refused rather than guessed."
+            ),
+            Reason::InvalidHost => {
+                "The request needs exactly one valid Host header (RFC 9112 §3.2).".into()
+            }
+            Reason::ConflictingFraming => "The request's Content-Length and Transfer-Encoding \
+                 headers conflict or are invalid (RFC 9112 §6)."
+                .into(),
+            Reason::HeadersTooLarge => "The request's headers are larger than this server \
+                 accepts. Large cookies are the usual cause: clear the cookies for this site."
+                .into(),
+            Reason::BodyTooLarge => "The request body is larger than this resource accepts.".into(),
+            Reason::NoRoute => "Nothing is served at this address.".into(),
+            Reason::UpstreamUnavailable => "The application behind the gateway could not be \
+                 reached. This is not an authentication problem; try again later."
+                .into(),
+            Reason::UpstreamTimeout => "The application behind the gateway did not answer in \
+                 time. This is not an authentication problem; try again later."
+                .into(),
+        }
+    }
+
+    /// Extra detail for the audit log only (may name the cause more precisely than the client
+    /// is told, e.g. unknown user vs wrong password).
+    pub fn audit_detail(&self) -> Option<&'static str> {
+        match self {
+            Reason::InvalidCredentials(CredentialFault::UnknownUser) => Some("unknown_user"),
+            Reason::InvalidCredentials(CredentialFault::WrongPassword) => Some("wrong_password"),
+            Reason::MalformedCredentials(why) | Reason::AmbiguousPath(why) => Some(why),
+            _ => None,
+        }
+    }
+
+    /// All reasons, for documentation and tests.
+    pub fn all() -> Vec<Reason> {
+        vec![
+            Reason::MissingCredentials,
+            Reason::MalformedCredentials("not base64"),
+            Reason::UnsupportedScheme,
+            Reason::InvalidCredentials(CredentialFault::WrongPassword),
+            Reason::Forbidden,
+            Reason::MalformedAuthorizationHeader,
+            Reason::DuplicateAuthorization,
+            Reason::AmbiguousPath("an encoded '/'"),
+            Reason::InvalidHost,
+            Reason::ConflictingFraming,
+            Reason::HeadersTooLarge,
+            Reason::BodyTooLarge,
+            Reason::NoRoute,
+            Reason::UpstreamUnavailable,
+            Reason::UpstreamTimeout,
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_and_snake_case() {
+        let all = Reason::all();
+        let mut codes: Vec<_> = all.iter().map(Reason::code).collect();
+        codes.sort();
+        codes.dedup();
+        assert_eq!(codes.len(), all.len());
+        assert!(codes
+            .iter()
+            .all(|c| c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')));
+    }
+
+    #[test]
+    fn every_401_carries_a_challenge() {
+        for r in Reason::all() {
+            assert_eq!(
+                r.challenges(),
+                r.status() == StatusCode::UNAUTHORIZED,
+                "{r:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! `authgate serve`: load, bind, run until SIGTERM/SIGINT; SIGHUP reloads the user file.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::audit::AuditLog;
+use crate::config::Config;
+use crate::gateway::Gateway;
+use crate::users::{log_reload, UserDb};
+
+/// How often the htpasswd file is checked for changes.
+const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    let addr = listener.local_addr()?;
+
+    let users = config
+        .users
+        .as_ref()
+        .map(|u| Arc::new(UserDb::new(u.htpasswd.clone(), u.initial.clone())));
+    if let (Some(db), Some(u)) = (&users, &config.users) {
+        if u.watch {
+            db.spawn_watcher(WATCH_INTERVAL);
+        }
+    }
+    spawn_sighup(users.clone());
+
+    let mut audit =
+        AuditLog::open(&config.server.audit_log).context("cannot open the audit log")?;
+    let server = config.server.clone();
+    let gateway = Arc::new(Gateway::new(config, users, audit.clone()));
+
+    // Tests and scripts read this line to learn the port when listening on port 0.
+    eprintln!("authgate listening on {addr}");
+    crate::accept::serve(listener, gateway, &server, shutdown_signal()).await;
+    audit.close();
+    Ok(())
+}
+
+#[cfg(unix)]
+fn spawn_sighup(users: Option<Arc<UserDb>>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot install the SIGHUP handler");
+        return;
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            if let Some(db) = &users {
+                let db2 = Arc::clone(db);
+                let result = tokio::task::spawn_blocking(move || db2.reload(true)).await;
+                log_reload(db, result.unwrap_or_else(|e| Err(e.to_string())));
+            }
+        }
+    });
+}
+
+#[cfg(not(unix))]
+fn spawn_sighup(_users: Option<Arc<UserDb>>) {}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            std::future::pending::<()>().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,120 @@
+//! User sources. Today: Apache htpasswd files, reloaded on change or SIGHUP.
+
+pub mod hash;
+pub mod htpasswd;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+
+use self::htpasswd::Htpasswd;
+
+/// What identifies a version of the file on disk without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    modified: Option<SystemTime>,
+    len: u64,
+    inode: u64,
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let meta = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some(Stamp {
+        modified: meta.modified().ok(),
+        len: meta.len(),
+        inode,
+    })
+}
+
+/// An htpasswd file that can be swapped while requests read it. Readers never block.
+#[derive(Debug)]
+pub struct UserDb {
+    path: PathBuf,
+    current: ArcSwap<Htpasswd>,
+    seen: Mutex<Option<Stamp>>,
+}
+
+impl UserDb {
+    pub fn new(path: PathBuf, initial: Arc<Htpasswd>) -> Self {
+        let seen = stamp(&path);
+        UserDb {
+            path,
+            current: ArcSwap::new(initial),
+            seen: Mutex::new(seen),
+        }
+    }
+
+    /// The file as last loaded successfully.
+    pub fn snapshot(&self) -> Arc<Htpasswd> {
+        self.current.load_full()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Re-reads the file if its size, time or inode changed (or always, with `force`).
+    /// A file that does not parse is not loaded: the old one stays in force and the error is
+    /// returned for the log. `Ok(true)` means a new version is now in force.
+    pub fn reload(&self, force: bool) -> Result<bool, String> {
+        let now = stamp(&self.path);
+        {
+            let seen = self.seen.lock().map_err(|_| "lock poisoned".to_string())?;
+            if !force && now == *seen {
+                return Ok(false);
+            }
+        }
+        let result = std::fs::read_to_string(&self.path)
+            .map_err(|e| format!("cannot read {}: {e}", self.path.display()))
+            .and_then(|text| {
+                Htpasswd::parse(&text).map_err(|errors| {
+                    let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                    format!("{}: {}", self.path.display(), list.join("; "))
+                })
+            });
+        // Remember this version even if it is broken, so a broken file is reported once and
+        // not on every poll.
+        if let Ok(mut seen) = self.seen.lock() {
+            *seen = now;
+        }
+        let parsed = result?;
+        self.current.store(Arc::new(parsed));
+        Ok(true)
+    }
+
+    /// Polls the file every `interval` until the task is dropped.
+    pub fn spawn_watcher(self: &Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
+        let db = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let db2 = Arc::clone(&db);
+                let result = tokio::task::spawn_blocking(move || db2.reload(false)).await;
+                log_reload(&db, result.unwrap_or_else(|e| Err(e.to_string())));
+            }
+        })
+    }
+}
+
+/// Logs the outcome of a reload.
+pub fn log_reload(db: &UserDb, result: Result<bool, String>) {
+    match result {
+        Ok(true) => tracing::info!(
+            file = %db.path.display(),
+            users = db.snapshot().len(),
+            "reloaded the htpasswd file"
+        ),
+        Ok(false) => {}
+        Err(why) => {
+            tracing::error!("kept the previous htpasswd file because the new one is broken: {why}")
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! The Basic authentication scheme (RFC 7617).
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+
+use crate::challenge::Challenge;
+use crate::credentials::Credentials;
+use crate::secret::Secret;
+
+/// A decoded Basic user-pass. `Debug` shows the user-id and redacts the password.
+#[derive(Debug, Clone)]
+pub struct BasicCredentials {
+    /// May be empty: that is well-formed (RFC 7617 §2) but can never match a user.
+    pub user_id: String,
+    pub password: Secret,
+}
+
+/// Why Basic credentials were refused. Messages never contain the credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BasicError {
+    /// The credentials use another scheme (only from `TryFrom<&Credentials>`).
+    #[error("the credentials are not of the Basic scheme")]
+    NotBasic,
+    /// `Basic` with auth-params or nothing instead of a token68.
+    #[error("Basic credentials must be a single token68 (RFC 7617 §2)")]
+    NotToken68,
+    #[error(
+        "Basic credentials are not canonical padded base64 with the standard alphabet (RFC 7617 §2, RFC 4648 §4)"
+    )]
+    NotBase64,
+    #[error("Basic user-pass is not UTF-8 (RFC 7617 §2.1)")]
+    NotUtf8,
+    #[error("Basic user-pass has no ':' between user-id and password (RFC 7617 §2)")]
+    NoColon,
+    #[error("Basic user-id contains a control character (RFC 7617 §2)")]
+    ControlCharacterInUserId,
+    #[error("Basic password contains a control character (RFC 7617 §2)")]
+    ControlCharacterInPassword,
+}
+
+/// Decodes a Basic token68 into user-id and password (RFC 7617 §2).
+///
+/// The token68 must be strict RFC 4648 §4 base64: standard alphabet, padding required,
+/// no whitespace, no non-zero trailing bits, so one byte string has exactly one
+/// accepted spelling; anything outside the alphabet is refused (RFC 4648 §3.3). The
+/// bytes are read as UTF-8, since authgate always advertises `charset="UTF-8"`
+/// (RFC 7617 §2.1). The user-id is everything before the first ':' and the password
+/// everything after (it may contain ':'). Neither may contain a control character
+/// (C0, DEL or C1 U+0080..U+009F). An empty user-id or password is well-formed.
+pub fn decode_basic(token68: &str) -> Result<BasicCredentials, BasicError> {
+    // The STANDARD engine requires canonical padding and rejects trailing bits.
+    let bytes = STANDARD
+        .decode(token68)
+        .map_err(|_| BasicError::NotBase64)?;
+    let user_pass = String::from_utf8(bytes).map_err(|_| BasicError::NotUtf8)?;
+    let (user_id, password) = user_pass.split_once(':').ok_or(BasicError::NoColon)?;
+    // char::is_control is Unicode Cc: exactly C0, DEL and C1.
+    if user_id.chars().any(char::is_control) {
+        return Err(BasicError::ControlCharacterInUserId);
+    }
+    if password.chars().any(char::is_control) {
+        return Err(BasicError::ControlCharacterInPassword);
+    }
+    Ok(BasicCredentials {
+        user_id: user_id.to_owned(),
+        password: Secret::new(password),
+    })
+}
+
+/// Encodes `user_id:password` as the Basic token68 (UTF-8, padded standard base64).
+///
+/// A `user_id` containing ':' cannot round-trip: the recipient splits at the first ':'.
+#[must_use]
+pub fn encode_basic(user_id: &str, password: &str) -> String {
+    debug_assert!(!user_id.contains(':'), "a Basic user-id cannot contain ':'");
+    STANDARD.encode(format!("{user_id}:{password}"))
+}
+
+/// `Basic realm="…", charset="UTF-8"` (RFC 7617 §2, §2.1).
+#[must_use]
+pub fn basic_challenge(realm: &str) -> Challenge {
+    Challenge::new("Basic")
+        .param("realm", realm)
+        .param("charset", "UTF-8")
+}
+
+/// `Basic <token68>` credentials for a client (e.g. `doctor`).
+#[must_use]
+pub fn basic_credentials(user_id: &str, password: &str) -> Credentials {
+    Credentials::new("Basic").with_token68(encode_basic(user_id, password))
+}
+
+/// Decodes Basic credentials parsed from an `Authorization` field.
+impl TryFrom<&Credentials> for BasicCredentials {
+    type Error = BasicError;
+
+    fn try_from(c: &Credentials) -> Result<Self, BasicError> {
+        if !c.is_scheme("Basic") {
+            return Err(BasicError::NotBasic);
+        }
+        match (&c.token68, c.params.is_empty()) {
+            (Some(t), true) => decode_basic(t),
+            _ => Err(BasicError::NotToken68),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::credentials::parse_credentials;
+
+    #[test]
+    fn rfc_7617_example() {
+        let c = decode_basic("QWxhZGRpbjpvcGVuIHNlc2FtZQ==").unwrap();
+        assert_eq!(c.user_id, "Aladdin");
+        assert_eq!(c.password.expose(), "open sesame");
+        assert_eq!(
+            encode_basic("Aladdin", "open sesame"),
+            "QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
+    }
+
+    #[test]
+    fn rfc_7617_utf8_example() {
+        // RFC 7617 §2.1.
+        assert_eq!(encode_basic("test", "123£"), "dGVzdDoxMjPCow==");
+        let c = decode_basic("dGVzdDoxMjPCow==").unwrap();
+        assert_eq!(c.user_id, "test");
+        assert_eq!(c.password.expose(), "123£");
+    }
+
+    #[test]
+    fn strict_base64_only() {
+        // "a:b" is YTpi; "a:bc" is YTpiYw==.
+        assert!(decode_basic("YTpiYw==").is_ok());
+        for bad in [
+            "YTpiYw",     // missing padding
+            "YTpiYw=",    // short padding
+            "YTpiYw===",  // extra padding
+            "YTpi Yw==",  // whitespace
+            " YTpiYw==",  // leading whitespace
+            "YTpiYw==\n", // trailing newline
+            "YTpiYx==",   // non-zero trailing bits
+            "YT-i",       // url-safe alphabet
+            "YT_i",       // url-safe alphabet
+            "YT*i",       // outside any alphabet
+            "=YTpi",
+        ] {
+            assert_eq!(
+                decode_basic(bad).unwrap_err(),
+                BasicError::NotBase64,
+                "{bad:?}"
+            );
+        }
+        // Two spellings of "a": only the canonical one decodes.
+        assert_eq!(decode_basic("YQ==").unwrap_err(), BasicError::NoColon);
+        assert_eq!(decode_basic("YR==").unwrap_err(), BasicError::NotBase64);
+    }
+
+    #[test]
+    fn user_pass_split_and_contents() {
+        assert_eq!(
+            decode_basic(&STANDARD.encode("nocolon")).unwrap_err(),
+            BasicError::NoColon
+        );
+        assert_eq!(decode_basic("").unwrap_err(), BasicError::NoColon);
+        let c = decode_basic(&STANDARD.encode("u:p:q:")).unwrap();
+        assert_eq!(c.user_id, "u");
+        assert_eq!(
+            c.password.expose(),
+            "p:q:",
+            "colons in the password are kept"
+        );
+        let c = decode_basic(&STANDARD.encode(":pw")).unwrap();
+        assert_eq!(c.user_id, "", "empty user-id is well-formed");
+        let c = decode_basic(&STANDARD.encode("u:")).unwrap();
+        assert_eq!(c.password.expose(), "");
+    }
+
+    #[test]
+    fn control_characters_and_bad_utf8_rejected() {
+        use BasicError as E;
+        for (raw, want) in [
+            ("a\0b:pw", E::ControlCharacterInUserId),
+            ("a\tb:pw", E::ControlCharacterInUserId),
+            ("a\u{7f}:pw", E::ControlCharacterInUserId),
+            ("a\u{85}:pw", E::ControlCharacterInUserId),
+            ("user:p\rw", E::ControlCharacterInPassword),
+            ("user:p\u{9f}w", E::ControlCharacterInPassword),
+        ] {
+            assert_eq!(
+                decode_basic(&STANDARD.encode(raw)).unwrap_err(),
+                want,
+                "{raw:?}"
+            );
+        }
+        // U+00A0 is not a control character.
+        assert!(decode_basic(&STANDARD.encode("a\u{a0}:pw")).is_ok());
+        let latin1 = STANDARD.encode(b"test:123\xa3");
+        assert_eq!(decode_basic(&latin1).unwrap_err(), E::NotUtf8);
+    }
+
+    #[test]
+    fn from_parsed_credentials() {
+        let c = parse_credentials(b"basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==").unwrap();
+        let b = BasicCredentials::try_from(&c).unwrap();
+        assert_eq!(b.user_id, "Aladdin");
+        let bearer = parse_credentials(b"Bearer abc").unwrap();
+        assert_eq!(
+            BasicCredentials::try_from(&bearer).unwrap_err(),
+            BasicError::NotBasic
+        );
+        let params = parse_credentials(b"Basic user=\"a\"").unwrap();
+        assert_eq!(
+            BasicCredentials::try_from(&params).unwrap_err(),
+            BasicError::NotToken68
+        );
+        let bare = parse_credentials(b"Basic").unwrap();
+        assert_eq!(
+            BasicCredentials::try_from(&bare).unwrap_err(),
+            BasicError::NotToken68
+        );
+        let rendered = basic_credentials("Aladdin", "open sesame").to_string();
+        assert_eq!(rendered, "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+    }
+
+    #[test]
+    fn challenge_and_debug() {
+        assert_eq!(
+            basic_challenge(r#"my "realm""#).to_string(),
+            r#"Basic realm="my \"realm\"", charset="UTF-8""#
+        );
+        let c = decode_basic("QWxhZGRpbjpvcGVuIHNlc2FtZQ==").unwrap();
+        let d = format!("{c:?}");
+        assert!(d.contains("Aladdin") && !d.contains("sesame"), "{d}");
+    }
+}

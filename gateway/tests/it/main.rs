@@ -1,1 +1,14 @@
+//! authgate's integration tests: one binary (see STYLE.md), one module per area.
+//! Each test starts the real `authgate` binary on port 0 with a temp config and a real
+//! upstream that records what it received.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod kit;
+
+mod bad_input;
+mod basic;
+mod cli;
+mod clients;
+mod forward;
+mod lifecycle;
+mod routing;

@@ -33,8 +33,7 @@ pub async fn serve(
         .header_read_timeout(server.header_timeout)
         // Above this hyper answers 431 itself; below it, `normalize` answers 431 with a
         // reason once the headers exceed `max_header_bytes`.
-        .max_buf_size((server.max_header_bytes * 2).max(16 * 1024))
-        .max_headers(200);
+        .max_buf_size((server.max_header_bytes * 2).max(16 * 1024));
     builder
         .http2()
         .timer(TokioTimer::new())

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use authgate_proto::Challenge;
-use http::header::{HeaderValue, AUTHORIZATION};
+use http::header::{HeaderValue, ACCEPT, AUTHORIZATION};
 use http::{HeaderMap, Request, Response};
 use hyper::body::Incoming;
 use ipnet::IpNet;
 use rand::RngCore;
 
-use crate::audit::{self, AuditLog, Record};
+use crate::audit::{AuditLog, Record};
 use crate::authenticate::{self, Authenticators, Outcome};
 use crate::authorize::{authorize, Decision};
 use crate::body::Body;
@@ -59,7 +59,6 @@ impl Gateway {
         let peer_trusted = is_trusted(&self.config.server.trusted_proxies, peer.ip());
         let request_id = request_id(req.headers(), peer_trusted);
         let mut record = Record {
-            time: audit::now(),
             client: client_address(
                 req.headers(),
                 peer.ip(),
@@ -147,7 +146,11 @@ impl Gateway {
                 pass_authorization: route.pass_authorization,
             },
         );
-        let empty = HeaderMap::new();
+        // The request moves into the backend; keep what the answer to a backend failure needs.
+        let mut accept = HeaderMap::new();
+        if let Some(v) = req.headers().get(ACCEPT) {
+            accept.insert(ACCEPT, v.clone());
+        }
         match self.forwarder.forward(route, &target, req).await {
             Ok(mut response) => {
                 record.outcome = "allow";
@@ -156,9 +159,7 @@ impl Gateway {
                 }
                 response
             }
-            // The request headers are gone with the request; the error body is plain text
-            // for a backend failure, which is fine for every client.
-            Err(reason) => self.deny(reason, Some(route), request_id, &empty, record),
+            Err(reason) => self.deny(reason, Some(route), request_id, &accept, record),
         }
     }
 
@@ -234,11 +235,13 @@ fn request_id(headers: &HeaderMap, peer_trusted: bool) -> String {
             }
         }
     }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut bytes = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut bytes);
     let mut s = String::with_capacity(32);
     for b in bytes {
-        s.push_str(&format!("{b:02x}"));
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 0x0f)]));
     }
     s
 }

@@ -9,8 +9,9 @@
 //! - the hash fingerprint is part of the key, so changing a user's password (a reload of the
 //!   htpasswd file) makes every cached result for the old hash unreachable at once;
 //! - concurrent identical verifications share one computation (the cache coalesces them);
-//! - hashing runs on the blocking pool, at most one per core at a time, so a flood of wrong
-//!   passwords cannot occupy the threads that serve cached and anonymous requests.
+//! - hashing runs on a pool of low-priority threads ([`super::hashing`]), one per core, so a
+//!   flood of wrong passwords cannot take the CPU from cached logins and anonymous requests.
+//!
 //! Unknown users are verified against a dummy hash of the same algorithm and cost, so their
 //! answer takes as long as a wrong password for a real user.
 
@@ -21,8 +22,8 @@ use authgate_proto::Credentials;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
-use tokio::sync::Semaphore;
 
+use super::hashing::HashPool;
 use crate::config::Server;
 use crate::reason::{CredentialFault, Reason};
 use crate::users::UserDb;
@@ -33,7 +34,7 @@ pub struct BasicAuth {
     users: Arc<UserDb>,
     key: Key,
     cache: moka::future::Cache<Key, bool>,
-    hashing: Arc<Semaphore>,
+    hashing: Arc<HashPool>,
 }
 
 impl BasicAuth {
@@ -48,7 +49,7 @@ impl BasicAuth {
                 .max_capacity(server.cache_capacity)
                 .time_to_live(server.cache_ttl)
                 .build(),
-            hashing: Arc::new(Semaphore::new(cores)),
+            hashing: Arc::new(HashPool::new(cores)),
         }
     }
 
@@ -84,10 +85,8 @@ impl BasicAuth {
         let verified = self
             .cache
             .get_with(key, async move {
-                let Ok(_permit) = hashing.acquire_owned().await else {
-                    return false;
-                };
-                tokio::task::spawn_blocking(move || hash.verify(password.expose().as_bytes()))
+                hashing
+                    .run(move || hash.verify(password.expose().as_bytes()))
                     .await
                     .unwrap_or(false)
             })

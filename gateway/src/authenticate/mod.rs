@@ -5,6 +5,7 @@
 //! routing, answers and forwarding do not change.
 
 pub mod basic;
+pub mod hashing;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -111,6 +111,7 @@ impl Forwarder {
         .await
         {
             Err(_) => return Err(Reason::UpstreamTimeout),
+            Ok(Err(e)) if body_over_limit(&e) => return Err(Reason::BodyTooLarge),
             Ok(Err(e)) => {
                 tracing::warn!(upstream = %upstream.authority, error = %e, "upstream request failed");
                 return Err(Reason::UpstreamUnavailable);
@@ -169,4 +170,17 @@ impl Forwarder {
             body.map_err(Into::into).boxed_unsync(),
         ))
     }
+}
+
+/// Whether a client error was caused by the request body passing `max_body` (the `Limited`
+/// wrapper's error, somewhere in the source chain).
+fn body_over_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = current {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        current = err.source();
+    }
+    false
 }

@@ -20,7 +20,10 @@ fn every_htpasswd_format_accepts_the_right_password_and_only_it() {
     for (flags, name) in FORMATS {
         file.push_str(&kit::htpasswd(flags, name, &format!("pw-{name}-é")));
     }
-    let gw = Gateway::start(&kit::basic_config(&upstream, ""), &[("users.htpasswd", &file)]);
+    let gw = Gateway::start(
+        &kit::basic_config(&upstream, ""),
+        &[("users.htpasswd", &file)],
+    );
     for (_, name) in FORMATS {
         let right = format!("pw-{name}-é");
         let (status, _, body) = kit::get(&gw.url("/x"), Some((name, &right)), &[]);
@@ -30,10 +33,19 @@ fn every_htpasswd_format_accepts_the_right_password_and_only_it() {
         let mut last_byte_off = right.clone();
         last_byte_off.pop();
         last_byte_off.push('e');
-        for wrong in ["", "pw", right.to_uppercase().as_str(), last_byte_off.as_str(), &format!("{right} ")] {
+        for wrong in [
+            "",
+            "pw",
+            right.to_uppercase().as_str(),
+            last_byte_off.as_str(),
+            &format!("{right} "),
+        ] {
             let (status, headers, _) = kit::get(&gw.url("/x"), Some((name, wrong)), &[]);
             assert_eq!(status, 401, "{name} with wrong password {wrong:?}");
-            assert_eq!(headers["www-authenticate"], "Basic realm=\"Test\", charset=\"UTF-8\"");
+            assert_eq!(
+                headers["www-authenticate"],
+                "Basic realm=\"Test\", charset=\"UTF-8\""
+            );
         }
         upstream.assert_untouched(name);
     }
@@ -55,9 +67,18 @@ fn argon2id_from_authgate_hash_works() {
         .expect("authgate hash");
     let line = String::from_utf8(out.stdout).expect("utf8");
     assert!(line.starts_with("carol:$argon2id$"), "{line}");
-    let gw = Gateway::start(&kit::basic_config(&upstream, ""), &[("users.htpasswd", &line)]);
-    assert_eq!(kit::get(&gw.url("/"), Some(("carol", "s3cret pass")), &[]).0, 200);
-    assert_eq!(kit::get(&gw.url("/"), Some(("carol", "s3cret pas")), &[]).0, 401);
+    let gw = Gateway::start(
+        &kit::basic_config(&upstream, ""),
+        &[("users.htpasswd", &line)],
+    );
+    assert_eq!(
+        kit::get(&gw.url("/"), Some(("carol", "s3cret pass")), &[]).0,
+        200
+    );
+    assert_eq!(
+        kit::get(&gw.url("/"), Some(("carol", "s3cret pas")), &[]).0,
+        401
+    );
     assert_eq!(upstream.count(), 1);
 }
 
@@ -65,11 +86,17 @@ fn argon2id_from_authgate_hash_works() {
 fn missing_credentials_get_the_challenge_and_a_body_by_accept() {
     let upstream = Upstream::start();
     let file = kit::htpasswd(&["-B", "-C", "4"], "alice", "pw");
-    let gw = Gateway::start(&kit::basic_config(&upstream, ""), &[("users.htpasswd", &file)]);
+    let gw = Gateway::start(
+        &kit::basic_config(&upstream, ""),
+        &[("users.htpasswd", &file)],
+    );
 
     let (status, h, body) = kit::get(&gw.url("/a"), None, &[("accept", "application/json")]);
     assert_eq!(status, 401);
-    assert_eq!(h["www-authenticate"], "Basic realm=\"Test\", charset=\"UTF-8\"");
+    assert_eq!(
+        h["www-authenticate"],
+        "Basic realm=\"Test\", charset=\"UTF-8\""
+    );
     assert_eq!(h["content-type"], "application/problem+json");
     assert_eq!(h["cache-control"], "no-store");
     let p: serde_json::Value = serde_json::from_str(&body).expect("problem json");
@@ -107,14 +134,24 @@ fn route_realm_and_forbidden_user() {
     let (status, h, _) = kit::get(&gw.url("/"), None, &[]);
     assert_eq!(status, 401);
     // RFC 9110 §11.5 / §5.6.4: realm is a quoted-string with `"` escaped.
-    assert_eq!(h["www-authenticate"], "Basic realm=\"Example \\\"quoted\\\"\", charset=\"UTF-8\"");
+    assert_eq!(
+        h["www-authenticate"],
+        "Basic realm=\"Example \\\"quoted\\\"\", charset=\"UTF-8\""
+    );
     assert_eq!(kit::get(&gw.url("/"), Some(("alice", "a")), &[]).0, 200);
     assert_eq!(kit::get(&gw.url("/"), Some(("bob", "b")), &[]).0, 200);
     assert_eq!(upstream.count(), 2);
     upstream.clear();
-    let (status, h, body) = kit::get(&gw.url("/"), Some(("eve", "e")), &[("accept", "application/json")]);
+    let (status, h, body) = kit::get(
+        &gw.url("/"),
+        Some(("eve", "e")),
+        &[("accept", "application/json")],
+    );
     assert_eq!(status, 403, "{body}");
-    assert!(!h.contains_key("www-authenticate"), "403 carries no challenge: {h:?}");
+    assert!(
+        !h.contains_key("www-authenticate"),
+        "403 carries no challenge: {h:?}"
+    );
     assert_eq!(h["cache-control"], "no-store");
     let p: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(p["reason"], "forbidden");
@@ -129,7 +166,10 @@ fn route_realm_and_forbidden_user() {
 fn audit_log_records_each_decision_without_secrets() {
     let upstream = Upstream::start();
     let file = kit::htpasswd(&["-B", "-C", "4"], "alice", "topsecret-pw");
-    let gw = Gateway::start(&kit::basic_config(&upstream, ""), &[("users.htpasswd", &file)]);
+    let gw = Gateway::start(
+        &kit::basic_config(&upstream, ""),
+        &[("users.htpasswd", &file)],
+    );
     let (_, ok, _) = kit::get(&gw.url("/ok?q=1"), Some(("alice", "topsecret-pw")), &[]);
     let (_, wrong, _) = kit::get(&gw.url("/x"), Some(("alice", "guess-pw-123")), &[]);
     let (_, unknown, _) = kit::get(&gw.url("/x"), Some(("nobody", "guess-pw-456")), &[]);
@@ -143,18 +183,30 @@ fn audit_log_records_each_decision_without_secrets() {
     assert_eq!(a["path"], "/ok");
     assert_eq!(a["route"], "/");
     assert_eq!(a["client"], "127.0.0.1");
-    assert!(a["latency_ms"].as_f64().is_some() && a["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{a}");
+    assert!(
+        a["latency_ms"].as_f64().is_some() && a["time"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{a}"
+    );
 
     let w = gw.audit_for(&wrong["x-request-id"]);
-    assert_eq!((w["reason"].as_str(), w["detail"].as_str()), (Some("invalid_credentials"), Some("wrong_password")));
+    assert_eq!(
+        (w["reason"].as_str(), w["detail"].as_str()),
+        (Some("invalid_credentials"), Some("wrong_password"))
+    );
     let u = gw.audit_for(&unknown["x-request-id"]);
-    assert_eq!((u["reason"].as_str(), u["detail"].as_str()), (Some("invalid_credentials"), Some("unknown_user")));
+    assert_eq!(
+        (u["reason"].as_str(), u["detail"].as_str()),
+        (Some("invalid_credentials"), Some("unknown_user"))
+    );
     assert_eq!(u["user"], "nobody");
 
     let all: String = gw.audit().iter().map(|r| r.to_string()).collect();
     let stderr = gw.stderr();
     for secret in ["topsecret-pw", "guess-pw-123", "guess-pw-456", "YWxpY2U6"] {
-        assert!(!all.contains(secret) && !stderr.contains(secret), "`{secret}` leaked into the logs");
+        assert!(
+            !all.contains(secret) && !stderr.contains(secret),
+            "`{secret}` leaked into the logs"
+        );
     }
 }
 
@@ -162,12 +214,31 @@ fn audit_log_records_each_decision_without_secrets() {
 fn a_wrong_password_never_passes_even_after_a_right_one_is_cached() {
     let upstream = Upstream::start();
     let file = kit::htpasswd(&["-B", "-C", "4"], "alice", "right");
-    let gw = Gateway::start(&kit::basic_config(&upstream, ""), &[("users.htpasswd", &file)]);
+    let gw = Gateway::start(
+        &kit::basic_config(&upstream, ""),
+        &[("users.htpasswd", &file)],
+    );
     for round in 0..3 {
-        assert_eq!(kit::get(&gw.url("/"), Some(("alice", "right")), &[]).0, 200, "round {round}");
-        assert_eq!(kit::get(&gw.url("/"), Some(("alice", "righ")), &[]).0, 401, "round {round}");
-        assert_eq!(kit::get(&gw.url("/"), Some(("alice", "right\u{0}")), &[]).0, 401, "round {round}");
-        assert_eq!(kit::get(&gw.url("/"), Some(("Alice", "right")), &[]).0, 401, "round {round}");
+        assert_eq!(
+            kit::get(&gw.url("/"), Some(("alice", "right")), &[]).0,
+            200,
+            "round {round}"
+        );
+        assert_eq!(
+            kit::get(&gw.url("/"), Some(("alice", "righ")), &[]).0,
+            401,
+            "round {round}"
+        );
+        assert_eq!(
+            kit::get(&gw.url("/"), Some(("alice", "right\u{0}")), &[]).0,
+            401,
+            "round {round}"
+        );
+        assert_eq!(
+            kit::get(&gw.url("/"), Some(("Alice", "right")), &[]).0,
+            401,
+            "round {round}"
+        );
     }
     assert_eq!(upstream.count(), 3);
 }
@@ -176,14 +247,24 @@ fn a_wrong_password_never_passes_even_after_a_right_one_is_cached() {
 fn concurrent_first_logins_all_succeed() {
     let upstream = Upstream::start();
     let file = kit::htpasswd(&["-B", "-C", "8"], "alice", "pw");
-    let gw = Gateway::start(&kit::basic_config(&upstream, ""), &[("users.htpasswd", &file)]);
+    let gw = Gateway::start(
+        &kit::basic_config(&upstream, ""),
+        &[("users.htpasswd", &file)],
+    );
     let url = gw.url("/");
     let statuses: Vec<u16> = kit::rt().block_on(async {
         let c = kit::client();
         let reqs = (0..20).map(|_| {
             let c = c.clone();
             let url = url.clone();
-            async move { c.get(&url).basic_auth("alice", Some("pw")).send().await.map(|r| r.status().as_u16()).unwrap_or(0) }
+            async move {
+                c.get(&url)
+                    .basic_auth("alice", Some("pw"))
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
+            }
         });
         futures_util::future::join_all(reqs).await
     });

@@ -16,7 +16,8 @@ fn check(files: &[(&str, &str)]) -> (i32, String) {
         .arg(dir.path().join("authgate.toml"))
         .output()
         .expect("run check");
-    let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     (out.status.code().unwrap_or(-1), text)
 }
 
@@ -30,32 +31,57 @@ fn check_names_file_line_column_and_key() {
     assert!(out.contains("users.htpasswd:2:"), "{out}");
     assert!(out.contains("users.htpasswd:3:"), "{out}");
     // The route problems name the config file, the line and the key.
-    assert!(out.contains("authgate.toml:12:") && out.contains("route[0].upstream"), "{out}");
-    assert!(out.contains("authgate.toml:13:") && out.contains("route[0].auth") && out.contains("magic"), "{out}");
+    assert!(
+        out.contains("authgate.toml:12:") && out.contains("route[0].upstream"),
+        "{out}"
+    );
+    assert!(
+        out.contains("authgate.toml:13:") && out.contains("route[0].auth") && out.contains("magic"),
+        "{out}"
+    );
 }
 
 #[test]
 fn check_reports_unknown_keys_and_group_members() {
     let users = "alice:$2y$04$ZpJ4O8N2XJ2HbW6wqlZFJe4yXr6Qv1t7vZ3CkqBZC5pY2c7fJzG7e\n";
     let (code, out) = check(&[
-        ("authgate.toml", "[server]\nlisten = \"127.0.0.1:0\"\nlsiten = 1\n"),
+        (
+            "authgate.toml",
+            "[server]\nlisten = \"127.0.0.1:0\"\nlsiten = 1\n",
+        ),
         ("users.htpasswd", users),
     ]);
     assert_eq!(code, 2, "{out}");
-    assert!(out.contains("authgate.toml:3:1") && out.contains("lsiten"), "{out}");
+    assert!(
+        out.contains("authgate.toml:3:1") && out.contains("lsiten"),
+        "{out}"
+    );
 
     let config = "[users]\nhtpasswd = \"users.htpasswd\"\n[groups]\nadmins = [\"alice\", \"ghost\"]\n[[route]]\npath = \"/\"\nstatic = \"missing-dir\"\nauth = \"none\"\n";
     let (code, out) = check(&[("authgate.toml", config), ("users.htpasswd", users)]);
     assert_eq!(code, 2, "{out}");
-    assert!(out.contains("authgate.toml:4:") && out.contains("ghost") && out.contains("groups.admins"), "{out}");
-    assert!(out.contains("authgate.toml:7:") && out.contains("route[0].static"), "{out}");
+    assert!(
+        out.contains("authgate.toml:4:") && out.contains("ghost") && out.contains("groups.admins"),
+        "{out}"
+    );
+    assert!(
+        out.contains("authgate.toml:7:") && out.contains("route[0].static"),
+        "{out}"
+    );
 }
 
 #[test]
 fn check_accepts_the_bundled_example() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/quickstart.toml");
-    let out = Command::new(kit::bin()).args(["check", "--config", example]).output().expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(kit::bin())
+        .args(["check", "--config", example])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok (3 routes, 2 users)"));
 }
 
@@ -64,15 +90,28 @@ fn serve_refuses_to_start_on_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = dir.path().join("authgate.toml");
     std::fs::write(&cfg, "[server]\nlisten = \"127.0.0.1:0\"\n[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:1\"\nauth = [\"basic\"]\n").expect("write");
-    let out = Command::new(kit::bin()).args(["serve", "--config"]).arg(&cfg).output().expect("run");
+    let out = Command::new(kit::bin())
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("[users]") && err.contains("not starting"), "{err}");
+    assert!(
+        err.contains("[users]") && err.contains("not starting"),
+        "{err}"
+    );
 }
 
 #[test]
 fn hash_prints_an_htpasswd_line_apache_can_verify() {
-    for (args, prefix) in [(vec!["hash", "dora"], "dora:$argon2id$"), (vec!["hash", "dora", "--algorithm", "bcrypt", "--cost", "5"], "dora:$2y$05$")] {
+    for (args, prefix) in [
+        (vec!["hash", "dora"], "dora:$argon2id$"),
+        (
+            vec!["hash", "dora", "--algorithm", "bcrypt", "--cost", "5"],
+            "dora:$2y$05$",
+        ),
+    ] {
         let mut child = Command::new(kit::bin())
             .args(&args)
             .stdin(std::process::Stdio::piped())
@@ -80,19 +119,39 @@ fn hash_prints_an_htpasswd_line_apache_can_verify() {
             .spawn()
             .expect("spawn");
         use std::io::Write;
-        child.stdin.take().expect("stdin").write_all(b"pa:ss word\n").expect("write");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"pa:ss word\n")
+            .expect("write");
         let out = child.wait_with_output().expect("wait");
         let line = String::from_utf8(out.stdout).expect("utf8");
-        assert!(out.status.success() && line.starts_with(prefix), "{args:?}: {line}");
+        assert!(
+            out.status.success() && line.starts_with(prefix),
+            "{args:?}: {line}"
+        );
         if prefix.contains("$2y$") {
             // Apache's own htpasswd verifies authgate's bcrypt line.
             let dir = tempfile::tempdir().expect("tempdir");
             let f = dir.path().join("h");
             std::fs::write(&f, &line).expect("write");
-            let ok = Command::new("htpasswd").args(["-vb"]).arg(&f).args(["dora", "pa:ss word"]).output().expect("htpasswd");
-            assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+            let ok = Command::new("htpasswd")
+                .args(["-vb"])
+                .arg(&f)
+                .args(["dora", "pa:ss word"])
+                .output()
+                .expect("htpasswd");
+            assert!(
+                ok.status.success(),
+                "{}",
+                String::from_utf8_lossy(&ok.stderr)
+            );
         }
     }
-    let out = Command::new(kit::bin()).args(["hash", "bad:name"]).output().expect("run");
+    let out = Command::new(kit::bin())
+        .args(["hash", "bad:name"])
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(2));
 }

@@ -71,33 +71,54 @@ impl Upstream {
         let s = seen.clone();
         let task = rt().spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let s = s.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         let s = s.clone();
                         async move {
                             let (parts, body) = req.into_parts();
-                            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                            let target = parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let target = parts
+                                .uri
+                                .path_and_query()
+                                .map(|p| p.to_string())
+                                .unwrap_or_default();
                             s.lock().expect("lock").push(Seen {
                                 method: parts.method.to_string(),
                                 target: target.clone(),
                                 headers: parts
                                     .headers
                                     .iter()
-                                    .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                                    .map(|(k, v)| {
+                                        (
+                                            k.to_string(),
+                                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                                        )
+                                    })
                                     .collect(),
                                 body: body.to_vec(),
                             });
                             if target.starts_with("/slow/") {
                                 tokio::time::sleep(Duration::from_secs(3)).await;
                             }
-                            let mut resp = hyper::Response::new(Full::new(Bytes::from(format!("upstream: {target}"))));
+                            let mut resp = hyper::Response::new(Full::new(Bytes::from(format!(
+                                "upstream: {target}"
+                            ))));
                             if target.starts_with("/public-cache/") {
-                                resp.headers_mut().insert("cache-control", "public, max-age=60".parse().expect("hv"));
+                                resp.headers_mut().insert(
+                                    "cache-control",
+                                    "public, max-age=60".parse().expect("hv"),
+                                );
                             }
-                            resp.headers_mut().insert("x-upstream", "yes".parse().expect("hv"));
+                            resp.headers_mut()
+                                .insert("x-upstream", "yes".parse().expect("hv"));
                             Ok::<_, std::convert::Infallible>(resp)
                         }
                     });
@@ -107,7 +128,11 @@ impl Upstream {
                 });
             }
         });
-        Upstream { addr, seen, _task: task }
+        Upstream {
+            addr,
+            seen,
+            _task: task,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -131,7 +156,10 @@ impl Upstream {
     #[track_caller]
     pub fn assert_untouched(&self, context: &str) {
         let seen = self.seen();
-        assert!(seen.is_empty(), "{context}: the upstream must see no request, but saw {seen:#?}");
+        assert!(
+            seen.is_empty(),
+            "{context}: the upstream must see no request, but saw {seen:#?}"
+        );
     }
 }
 
@@ -228,7 +256,13 @@ impl Gateway {
                 );
             }
         };
-        Gateway { addr, dir, child, stdout, stderr }
+        Gateway {
+            addr,
+            dir,
+            child,
+            stdout,
+            stderr,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -261,10 +295,18 @@ impl Gateway {
     pub fn audit_for(&self, request_id: &str) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Some(r) = self.audit().into_iter().find(|r| r["request_id"] == request_id) {
+            if let Some(r) = self
+                .audit()
+                .into_iter()
+                .find(|r| r["request_id"] == request_id)
+            {
                 return r;
             }
-            assert!(Instant::now() < deadline, "no audit record for {request_id}; stdout:\n{}", self.stdout.lock().expect("lock"));
+            assert!(
+                Instant::now() < deadline,
+                "no audit record for {request_id}; stdout:\n{}",
+                self.stdout.lock().expect("lock")
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -273,7 +315,11 @@ impl Gateway {
     pub fn wait_stderr(&self, needle: &str) {
         let deadline = Instant::now() + Duration::from_secs(15);
         while !self.stderr().contains(needle) {
-            assert!(Instant::now() < deadline, "`{needle}` never appeared on stderr:\n{}", self.stderr());
+            assert!(
+                Instant::now() < deadline,
+                "`{needle}` never appeared on stderr:\n{}",
+                self.stderr()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -318,8 +364,16 @@ pub fn htpasswd(flags: &[&str], user: &str, password: &str) -> String {
         .args([user, password])
         .output()
         .expect("htpasswd (Debian apache2-utils) must be installed");
-    assert!(out.status.success(), "htpasswd failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).expect("utf8").trim().to_string() + "\n"
+    assert!(
+        out.status.success(),
+        "htpasswd failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf8")
+        .trim()
+        .to_string()
+        + "\n"
 }
 
 /// The response to a raw HTTP/1.1 request written as-is to a new connection.
@@ -330,20 +384,12 @@ pub struct RawResponse {
     pub body: String,
 }
 
-impl RawResponse {
-    pub fn header(&self, name: &str) -> Option<String> {
-        self.head.lines().skip(1).find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-        })
-    }
-}
-
 /// Writes `request` bytes verbatim and reads one response (the server closes or sends
 /// Content-Length). Bounded by a 10 s timeout.
 pub fn raw(addr: SocketAddr, request: &[u8]) -> RawResponse {
     let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     s.write_all(request).expect("write");
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
@@ -367,7 +413,11 @@ pub fn raw(addr: SocketAddr, request: &[u8]) -> RawResponse {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    RawResponse { status, head: head.to_string(), body: body.to_string() }
+    RawResponse {
+        status,
+        head: head.to_string(),
+        body: body.to_string(),
+    }
 }
 
 /// Length of a complete response in `buf`, if it is complete and has Content-Length.
@@ -376,7 +426,9 @@ fn complete(buf: &[u8]) -> Option<usize> {
     let end = text.find("\r\n\r\n")? + 4;
     let len: usize = text[..end].lines().find_map(|l| {
         let (k, v) = l.split_once(':')?;
-        k.trim().eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+        k.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse().ok())?
     })?;
     (buf.len() >= end + len).then_some(end + len)
 }
@@ -390,7 +442,11 @@ pub fn client() -> reqwest::Client {
 }
 
 /// GET with optional basic credentials and extra headers; returns (status, headers, body).
-pub fn get(url: &str, creds: Option<(&str, &str)>, headers: &[(&str, &str)]) -> (u16, BTreeMap<String, String>, String) {
+pub fn get(
+    url: &str,
+    creds: Option<(&str, &str)>,
+    headers: &[(&str, &str)],
+) -> (u16, BTreeMap<String, String>, String) {
     rt().block_on(async {
         let mut req = client().get(url);
         if let Some((u, p)) = creds {
@@ -409,15 +465,6 @@ pub fn get(url: &str, creds: Option<(&str, &str)>, headers: &[(&str, &str)]) -> 
         let body = resp.text().await.unwrap_or_default();
         (status, headers, body)
     })
-}
-
-/// Is a command on PATH?
-pub fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
 }
 
 /// Standard config: one protected upstream route at `/` plus `extra` TOML appended.

@@ -11,15 +11,26 @@ fn htpasswd_changes_are_picked_up_and_a_broken_file_keeps_the_old_one() {
     let upstream = Upstream::start();
     let gw = Gateway::start(
         &kit::basic_config(&upstream, ""),
-        &[("users.htpasswd", &kit::htpasswd(&["-B", "-C", "4"], "alice", "old"))],
+        &[(
+            "users.htpasswd",
+            &kit::htpasswd(&["-B", "-C", "4"], "alice", "old"),
+        )],
     );
     assert_eq!(kit::get(&gw.url("/"), Some(("alice", "old")), &[]).0, 200);
 
     // A new password: the cached success for the old one must not survive the change.
-    std::fs::write(gw.path("users.htpasswd"), kit::htpasswd(&["-B", "-C", "4"], "alice", "new")).expect("write");
+    std::fs::write(
+        gw.path("users.htpasswd"),
+        kit::htpasswd(&["-B", "-C", "4"], "alice", "new"),
+    )
+    .expect("write");
     let deadline = Instant::now() + Duration::from_secs(10);
     while kit::get(&gw.url("/"), Some(("alice", "new")), &[]).0 != 200 {
-        assert!(Instant::now() < deadline, "the new password never took effect:\n{}", gw.stderr());
+        assert!(
+            Instant::now() < deadline,
+            "the new password never took effect:\n{}",
+            gw.stderr()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(kit::get(&gw.url("/"), Some(("alice", "old")), &[]).0, 401);
@@ -33,11 +44,21 @@ fn htpasswd_changes_are_picked_up_and_a_broken_file_keeps_the_old_one() {
 #[test]
 fn sighup_reloads_without_dropping_connections() {
     let upstream = Upstream::start();
-    let config = kit::basic_config(&upstream, "").replace("htpasswd = \"{dir}/users.htpasswd\"", "htpasswd = \"{dir}/users.htpasswd\"\nwatch = false");
-    let gw = Gateway::start(&config, &[("users.htpasswd", &kit::htpasswd(&["-B", "-C", "4"], "alice", "a"))]);
+    let config = kit::basic_config(&upstream, "").replace(
+        "htpasswd = \"{dir}/users.htpasswd\"",
+        "htpasswd = \"{dir}/users.htpasswd\"\nwatch = false",
+    );
+    let gw = Gateway::start(
+        &config,
+        &[(
+            "users.htpasswd",
+            &kit::htpasswd(&["-B", "-C", "4"], "alice", "a"),
+        )],
+    );
     // One keep-alive connection across the reload.
     let mut conn = TcpStream::connect(gw.addr).expect("connect");
-    conn.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     let request = |conn: &mut TcpStream, auth: &str| -> String {
         let req = format!("GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n\r\n");
         conn.write_all(req.as_bytes()).expect("write");
@@ -48,7 +69,11 @@ fn sighup_reloads_without_dropping_connections() {
     // bob:b
     let bob = "Ym9iOmI=";
     assert!(request(&mut conn, bob).starts_with("HTTP/1.1 401"));
-    std::fs::write(gw.path("users.htpasswd"), kit::htpasswd(&["-B", "-C", "4"], "bob", "b")).expect("write");
+    std::fs::write(
+        gw.path("users.htpasswd"),
+        kit::htpasswd(&["-B", "-C", "4"], "bob", "b"),
+    )
+    .expect("write");
     gw.signal("HUP");
     gw.wait_stderr("reloaded the htpasswd file");
     let r = request(&mut conn, bob);
@@ -59,7 +84,13 @@ fn sighup_reloads_without_dropping_connections() {
 fn sigterm_lets_in_flight_requests_finish_then_exits() {
     let upstream = Upstream::start();
     let config = kit::basic_config(&upstream, "").replace("[[route]]\npath = \"/\"", "[[route]]\npath = \"/slow\"\nupstream = \"UP\"\nauth = \"none\"\n\n[[route]]\npath = \"/\"").replace("UP", &upstream.url());
-    let mut gw = Gateway::start(&config, &[("users.htpasswd", &kit::htpasswd(&["-B", "-C", "4"], "alice", "a"))]);
+    let mut gw = Gateway::start(
+        &config,
+        &[(
+            "users.htpasswd",
+            &kit::htpasswd(&["-B", "-C", "4"], "alice", "a"),
+        )],
+    );
     let url = gw.url("/slow/x");
     let slow = std::thread::spawn(move || kit::get(&url, None, &[]));
     // Wait until the upstream has the request, then ask the gateway to stop.
@@ -70,8 +101,17 @@ fn sigterm_lets_in_flight_requests_finish_then_exits() {
     }
     gw.signal("TERM");
     let (status, _, body) = slow.join().expect("join");
-    assert_eq!((status, body.as_str()), (200, "upstream: /slow/x"), "the in-flight request finished");
-    assert_eq!(gw.wait_exit(Duration::from_secs(15)), Some(0), "{}", gw.stderr());
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "upstream: /slow/x"),
+        "the in-flight request finished"
+    );
+    assert_eq!(
+        gw.wait_exit(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        gw.stderr()
+    );
     assert!(TcpStream::connect(gw.addr).is_err(), "no longer listening");
 }
 
@@ -79,13 +119,24 @@ fn sigterm_lets_in_flight_requests_finish_then_exits() {
 fn a_client_that_never_finishes_its_headers_is_cut_off() {
     let upstream = Upstream::start();
     let config = kit::basic_config(&upstream, "[server]\nheader_timeout = \"300ms\"");
-    let gw = Gateway::start(&config, &[("users.htpasswd", &kit::htpasswd(&["-B", "-C", "4"], "alice", "a"))]);
+    let gw = Gateway::start(
+        &config,
+        &[(
+            "users.htpasswd",
+            &kit::htpasswd(&["-B", "-C", "4"], "alice", "a"),
+        )],
+    );
     let mut conn = TcpStream::connect(gw.addr).expect("connect");
-    conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").expect("write");
-    conn.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .expect("write");
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     let started = Instant::now();
     let mut buf = Vec::new();
     let _ = conn.read_to_end(&mut buf);
-    assert!(started.elapsed() < Duration::from_secs(9), "the connection was not closed by the header timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "the connection was not closed by the header timeout"
+    );
     upstream.assert_untouched("slowloris");
 }

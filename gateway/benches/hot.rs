@@ -1,0 +1,93 @@
+//! Micro-benchmarks of the per-request hot path: header parsing, path normalisation, route
+//! matching and a verification-cache hit. `cargo bench -p authgate --bench hot`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use authgate::authenticate::basic::BasicAuth;
+use authgate::config;
+use authgate::normalize::normalize_path;
+use authgate::route::Router;
+use authgate::users::UserDb;
+use authgate_proto::{decode_basic, parse_credentials};
+
+fn main() {
+    divan::main();
+}
+
+#[divan::bench]
+fn parse_authorization_basic() -> usize {
+    let c = parse_credentials(divan::black_box(b"Basic YWxpY2U6d29uZGVyIGxhbmQ=")).unwrap();
+    let b = decode_basic(c.token68.as_deref().unwrap()).unwrap();
+    b.user_id.len()
+}
+
+#[divan::bench]
+fn normalize_typical_path() -> usize {
+    normalize_path(divan::black_box("/api/v1/users/42/orders?limit=10"))
+        .unwrap()
+        .len()
+}
+
+#[divan::bench]
+fn normalize_hostile_path() -> usize {
+    normalize_path(divan::black_box("/a/./b/../c//d/%7Euser/%41%42/x/../../y/"))
+        .unwrap()
+        .len()
+}
+
+fn routes() -> Router {
+    let mut text = String::new();
+    for i in 0..20 {
+        text.push_str(&format!(
+            "[[route]]\npath = \"/svc{i}/api\"\nupstream = \"http://127.0.0.1:9000\"\nauth = \"none\"\n"
+        ));
+    }
+    text.push_str(
+        "[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:9000\"\nauth = \"none\"\n",
+    );
+    let loaded = config::load_str(Path::new("bench.toml"), &text);
+    Router::new(&loaded.config.expect("valid config").routes)
+}
+
+#[divan::bench]
+fn route_match_among_21(bencher: divan::Bencher) {
+    let router = routes();
+    bencher.bench(|| {
+        router
+            .route(
+                divan::black_box("app.example"),
+                divan::black_box("/svc17/api/items/3"),
+            )
+            .map(|r| r.index)
+    });
+}
+
+#[divan::bench]
+fn basic_verification_cache_hit(bencher: divan::Bencher) {
+    let dir = tempfile::tempdir().unwrap();
+    let line = authgate::users::hash::hash_password(
+        b"wonder land",
+        authgate::users::hash::NewHash::Bcrypt { cost: 10 },
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("u"), format!("alice:{line}\n")).unwrap();
+    let text = "[users]\nhtpasswd = \"u\"\n[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\nauth = [\"basic\"]\n";
+    let loaded = config::load_str(&dir.path().join("c.toml"), text);
+    let cfg = loaded.config.expect("valid config");
+    let users = cfg.users.as_ref().unwrap();
+    let db = Arc::new(UserDb::new(users.htpasswd.clone(), users.initial.clone()));
+    let auth = BasicAuth::new(db, &cfg.server);
+    let creds = parse_credentials(b"Basic YWxpY2U6d29uZGVyIGxhbmQ=").unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // The first call pays the bcrypt cost and fills the cache.
+    rt.block_on(auth.authenticate(&creds)).unwrap();
+    bencher.bench_local(|| {
+        rt.block_on(auth.authenticate(divan::black_box(&creds)))
+            .unwrap()
+    });
+}

@@ -1,0 +1,74 @@
+//! A small pool of low-priority threads that verify passwords.
+//!
+//! Password hashes are slow on purpose, so a flood of wrong passwords is a flood of CPU work.
+//! Verification runs here, on one thread per CPU, each at nice 9, so the scheduler gives the
+//! threads that serve cached logins, anonymous routes and 401s the CPU first: a wrong-password
+//! flood slows other new logins, not the users who are already verified. The queue is bounded;
+//! when it is full, new verifications wait for room.
+
+use std::sync::{Arc, Mutex};
+
+use thread_priority::{ThreadPriority, ThreadPriorityValue};
+use tokio::sync::{mpsc, oneshot};
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Verifications waiting for a thread, at most.
+const QUEUE: usize = 1024;
+
+/// Crossplatform priority 25 of 0..=99 maps to nice 9 on Linux (thread-priority's mapping).
+const PRIORITY: u8 = 25;
+
+pub struct HashPool {
+    tx: mpsc::Sender<Job>,
+}
+
+impl HashPool {
+    /// Starts `threads` worker threads.
+    pub fn new(threads: usize) -> Self {
+        let (tx, rx) = mpsc::channel::<Job>(QUEUE);
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..threads.max(1) {
+            let rx = Arc::clone(&rx);
+            let spawned = std::thread::Builder::new()
+                .name(format!("hash-{i}"))
+                .spawn(move || {
+                    if let Ok(p) = ThreadPriorityValue::try_from(PRIORITY) {
+                        if let Err(e) = thread_priority::set_current_thread_priority(
+                            ThreadPriority::Crossplatform(p),
+                        ) {
+                            tracing::warn!("cannot lower the priority of hashing threads: {e:?}");
+                        }
+                    }
+                    loop {
+                        // Only one idle thread waits on the channel; the others wait for the lock.
+                        let job = match rx.lock() {
+                            Ok(mut rx) => rx.blocking_recv(),
+                            Err(_) => None,
+                        };
+                        match job {
+                            Some(job) => job(),
+                            None => return,
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!("cannot start a hashing thread: {e}");
+            }
+        }
+        HashPool { tx }
+    }
+
+    /// Runs `f` on a hashing thread and returns its result, or None if the pool is gone.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        let (done, result) = oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = done.send(f());
+        });
+        self.tx.send(job).await.ok()?;
+        result.await.ok()
+    }
+}

@@ -71,12 +71,24 @@ pub async fn serve(
             let gw = Arc::clone(&gw);
             async move { Ok::<_, Infallible>(gw.handle(req, peer).await) }
         });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let first_byte = server.header_timeout;
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            // hyper's header timer starts with the first byte of a request; a client that
+            // connects and sends nothing would otherwise hold a connection slot forever.
+            // (`readable()` can report a fresh socket ready before any byte arrives; `peek`
+            // waits for one.)
+            let mut probe = [0u8; 1];
+            if tokio::time::timeout(first_byte, stream.peek(&mut probe))
+                .await
+                .is_err()
+            {
+                drop(permit);
+                return;
+            }
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(conn.into_owned()).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             drop(permit);

@@ -140,3 +140,42 @@ fn a_client_that_never_finishes_its_headers_is_cut_off() {
     );
     upstream.assert_untouched("slowloris");
 }
+
+#[test]
+fn silent_and_idle_connections_are_closed_after_the_header_timeout() {
+    let upstream = Upstream::start();
+    let config = kit::basic_config(&upstream, "[server]\nheader_timeout = \"300ms\"");
+    let gw = Gateway::start(
+        &config,
+        &[(
+            "users.htpasswd",
+            &kit::htpasswd(&["-B", "-C", "4"], "alice", "a"),
+        )],
+    );
+    // A client that connects and sends nothing.
+    let mut silent = TcpStream::connect(gw.addr).expect("connect");
+    silent
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let _ = silent.read_to_end(&mut buf);
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "a silent connection was kept open"
+    );
+    // A keep-alive connection that goes idle after one request.
+    let mut idle = TcpStream::connect(gw.addr).expect("connect");
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let _ = idle.read_to_end(&mut buf);
+    assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 401"));
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "an idle keep-alive connection was kept open"
+    );
+}

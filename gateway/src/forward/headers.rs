@@ -72,17 +72,23 @@ const FORWARDING: &[&str] = &[
     "x-request-id",
 ];
 
-/// Lower-case, `_` -> `-`: the name as a CGI-style backend would see it.
-fn canonical(name: &str) -> String {
-    name.bytes()
-        .map(|b| {
-            if b == b'_' {
-                '-'
-            } else {
-                b.to_ascii_lowercase() as char
-            }
-        })
-        .collect()
+/// Lower-case, `_` -> `-`: the name as a CGI-style backend would see it. `HeaderName`s are
+/// already lower-case, so only names with `_` need a new string.
+fn canonical(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.bytes().any(|b| b == b'_' || b.is_ascii_uppercase()) {
+        name.bytes()
+            .map(|b| {
+                if b == b'_' {
+                    '-'
+                } else {
+                    b.to_ascii_lowercase() as char
+                }
+            })
+            .collect::<String>()
+            .into()
+    } else {
+        name.into()
+    }
 }
 
 /// Everything known about the request that the forwarded headers are made from.
@@ -123,12 +129,13 @@ pub fn prepare_request(headers: &mut HeaderMap, f: &Forwarding<'_>) {
         .keys()
         .filter(|name| {
             let n = canonical(name.as_str());
-            HOP_BY_HOP.contains(&n.as_str())
-                || named.contains(&n)
-                || IDENTITY.contains(&n.as_str())
+            let n = n.as_ref();
+            HOP_BY_HOP.contains(&n)
+                || named.iter().any(|x| x == n)
+                || IDENTITY.contains(&n)
                 || IDENTITY_PREFIXES.iter().any(|p| n.starts_with(p))
-                || ours.iter().any(|o| **o == n)
-                || (!f.peer_trusted && FORWARDING.contains(&n.as_str()))
+                || ours.iter().any(|o| o.as_str() == n)
+                || (!f.peer_trusted && FORWARDING.contains(&n))
                 || (*name == AUTHORIZATION && !f.pass_authorization)
                 // The request id is always authgate's (the gateway took a trusted one over).
                 || n == "x-request-id"

@@ -78,6 +78,16 @@ pub struct Config {
     /// group name -> members
     pub groups: BTreeMap<String, BTreeSet<String>>,
     pub routes: Vec<Route>,
+    pub forward_auth: Option<ForwardAuth>,
+}
+
+/// The forward-auth endpoint for nginx `auth_request`, Caddy `forward_auth` and Traefik
+/// ForwardAuth.
+#[derive(Debug, Clone)]
+pub struct ForwardAuth {
+    /// The path the proxy asks on, e.g. "/_authgate/check". Requests to it are decisions about
+    /// another request, never forwarded.
+    pub path: String,
 }
 
 #[derive(Debug, Clone)]
@@ -166,6 +176,9 @@ impl Route {
 pub enum Backend {
     Upstream(Upstream),
     Static(PathBuf),
+    /// No backend: the route only exists for forward-auth decisions. In gateway mode it
+    /// answers 404 `no_route`.
+    None,
 }
 
 #[derive(Debug, Clone)]
@@ -192,6 +205,13 @@ struct RawConfig {
     groups: BTreeMap<String, Vec<Spanned<String>>>,
     #[serde(default, rename = "route")]
     routes: Vec<RawRoute>,
+    forward_auth: Option<RawForwardAuth>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawForwardAuth {
+    path: Spanned<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -312,6 +332,16 @@ pub fn load_str(path: &Path, text: &str) -> Loaded {
     }
 }
 
+/// What a route is checked against.
+#[derive(Clone, Copy)]
+struct RouteContext<'a> {
+    base: &'a Path,
+    server: &'a Server,
+    groups: &'a BTreeMap<String, BTreeSet<String>>,
+    known_users: &'a Option<BTreeSet<String>>,
+    forward_auth: bool,
+}
+
 struct Checker<'t> {
     file: PathBuf,
     text: &'t str,
@@ -422,9 +452,33 @@ impl Checker<'_> {
             groups.insert(name.clone(), set);
         }
 
+        let forward_auth = raw.forward_auth.as_ref().and_then(|fa| {
+            let p = fa.path.get_ref();
+            if !p.starts_with('/') || crate::normalize::normalize_path(p).as_deref() != Ok(p.as_str()) {
+                self.error(&fa.path, "forward_auth.path", "write a plain absolute path such as \"/_authgate/check\"");
+                return None;
+            }
+            if server.trusted_proxies.is_empty() {
+                self.error(
+                    &fa.path,
+                    "forward_auth.path",
+                    "forward-auth answers only the proxies in server.trusted_proxies, and that list is empty; add the proxy's address, e.g. trusted_proxies = [\"127.0.0.1\"]",
+                );
+                return None;
+            }
+            Some(ForwardAuth { path: p.clone() })
+        });
+
         let mut routes = Vec::new();
         for (index, r) in raw.routes.iter().enumerate() {
-            if let Some(route) = self.check_route(index, r, base, &server, &groups, &known_users) {
+            let cx = RouteContext {
+                base,
+                server: &server,
+                groups: &groups,
+                known_users: &known_users,
+                forward_auth: raw.forward_auth.is_some(),
+            };
+            if let Some(route) = self.check_route(index, r, &cx) {
                 routes.push(route);
             }
         }
@@ -445,6 +499,7 @@ impl Checker<'_> {
             users,
             groups,
             routes,
+            forward_auth,
         }
     }
 
@@ -604,11 +659,15 @@ impl Checker<'_> {
         &mut self,
         index: usize,
         raw: &RawRoute,
-        base: &Path,
-        server: &Server,
-        groups: &BTreeMap<String, BTreeSet<String>>,
-        known_users: &Option<BTreeSet<String>>,
+        cx: &RouteContext<'_>,
     ) -> Option<Route> {
+        let RouteContext {
+            base,
+            server,
+            groups,
+            known_users,
+            forward_auth,
+        } = *cx;
         let key = |k: &str| format!("route[{index}].{k}");
         let mut ok = true;
 
@@ -674,12 +733,10 @@ impl Checker<'_> {
                 ok = false;
                 None
             }
+            // A route that only answers forward-auth questions needs no backend.
+            (None, None) if forward_auth => Some(Backend::None),
             (None, None) => {
-                self.error(
-                    &raw.path,
-                    &key("path"),
-                    "the route needs `upstream = \"http://host:port\"` or `static = \"dir\"`",
-                );
+                self.error(&raw.path, &key("path"), "the route needs `upstream = \"http://host:port\"` or `static = \"dir\"` (or a [forward_auth] section, for decision-only routes)");
                 ok = false;
                 None
             }

@@ -15,13 +15,14 @@ use ipnet::IpNet;
 use rand::RngCore;
 
 use crate::audit::{AuditLog, Record};
-use crate::authenticate::{self, Authenticators, Outcome};
+use crate::authenticate::{self, Authenticators, Identity, Outcome};
 use crate::authorize::{authorize, Decision};
 use crate::body::Body;
 use crate::config::{Config, Route};
 use crate::forward::headers::{self, Forwarding};
 use crate::forward::Forwarder;
-use crate::normalize::normalize;
+use crate::forward_auth;
+use crate::normalize::{normalize, Target};
 use crate::reason::Reason;
 use crate::respond;
 use crate::route::Router;
@@ -94,6 +95,13 @@ impl Gateway {
         request_id: &str,
         record: &mut Record,
     ) -> Response<Body> {
+        if let Some(fa) = &self.config.forward_auth {
+            if req.uri().path() == fa.path {
+                return self
+                    .forward_auth(&req, peer_trusted, request_id, record)
+                    .await;
+            }
+        }
         // Normalize: one reading of host and path, refused if servers could disagree on it.
         let target = match normalize(&req, self.config.server.max_header_bytes) {
             Ok(t) => t,
@@ -101,36 +109,14 @@ impl Gateway {
         };
         record.path = target.path.clone();
 
-        // Route: host first, then the longest path prefix.
-        let Some(route) = self.router.route(&target.host, &target.path) else {
-            return self.deny(Reason::NoRoute, None, request_id, req.headers(), record);
-        };
-        record.route = Some(route.label());
-
-        // Authenticate: the Authorization header becomes an identity, or a reason.
-        let identity = match self
-            .authenticators
-            .authenticate(route, req.headers().get(AUTHORIZATION))
-            .await
-        {
-            Outcome::Anonymous => None,
-            Outcome::Authenticated(id) => {
-                record.user = Some(id.user.clone());
-                record.scheme = Some(id.method.name());
-                Some(id)
-            }
-            Outcome::Denied(reason, attempted) => {
-                record.user = attempted;
-                return self.deny(reason, Some(route), request_id, req.headers(), record);
+        // Route, authenticate, authorize.
+        let (route, identity) = match self.admit(&target, req.headers(), record).await {
+            Ok(admitted) => admitted,
+            Err((reason, route)) => {
+                return self.deny(reason, route.as_ref(), request_id, req.headers(), record)
             }
         };
-
-        // Authorize: a known user who is not on the route's allow list gets 403.
-        if let Some(id) = &identity {
-            if let Decision::Deny(reason) = authorize(route, id) {
-                return self.deny(reason, Some(route), request_id, req.headers(), record);
-            }
-        }
+        let route = &route;
 
         // Forward: clean the headers, then stream to the backend.
         let mut req = req;
@@ -160,6 +146,89 @@ impl Gateway {
                 response
             }
             Err(reason) => self.deny(reason, Some(route), request_id, &accept, record),
+        }
+    }
+
+    /// Stages 3 to 5, shared by the gateway and the forward-auth endpoint: the route for the
+    /// target, who is asking, and whether they may. On a denial, the route (if one matched) is
+    /// returned for its challenges.
+    async fn admit(
+        &self,
+        target: &Target,
+        headers: &HeaderMap,
+        record: &mut Record,
+    ) -> Result<(Arc<Route>, Option<Identity>), (Reason, Option<Arc<Route>>)> {
+        // Route: host first, then the longest path prefix.
+        let Some(route) = self.router.route(&target.host, &target.path) else {
+            return Err((Reason::NoRoute, None));
+        };
+        record.route = Some(route.label());
+
+        // Authenticate: the Authorization header becomes an identity, or a reason.
+        let identity = match self
+            .authenticators
+            .authenticate(route, headers.get(AUTHORIZATION))
+            .await
+        {
+            Outcome::Anonymous => None,
+            Outcome::Authenticated(id) => {
+                record.user = Some(id.user.clone());
+                record.scheme = Some(id.method.name());
+                Some(id)
+            }
+            Outcome::Denied(reason, attempted) => {
+                record.user = attempted;
+                return Err((reason, Some(Arc::clone(route))));
+            }
+        };
+
+        // Authorize: a known user who is not on the route's allow list gets 403.
+        if let Some(id) = &identity {
+            if let Decision::Deny(reason) = authorize(route, id) {
+                return Err((reason, Some(Arc::clone(route))));
+            }
+        }
+        Ok((Arc::clone(route), identity))
+    }
+
+    /// The forward-auth endpoint: decides for the request a trusted proxy describes in
+    /// `X-Forwarded-*` / `X-Original-*` headers, with the same routes, authenticators and
+    /// reasons as the gateway. Answers only 200, 401 and 403, the statuses nginx's
+    /// `auth_request` understands (anything else becomes a 500 there).
+    async fn forward_auth(
+        &self,
+        req: &Request<Incoming>,
+        peer_trusted: bool,
+        request_id: &str,
+        record: &mut Record,
+    ) -> Response<Body> {
+        let deny =
+            |this: &Self, reason: Reason, route: Option<&Arc<Route>>, record: &mut Record| {
+                let mut r = this.deny(reason.clone(), route, request_id, req.headers(), record);
+                forward_auth::finish_denial(&mut r, &reason);
+                r
+            };
+        // Only the proxies in trusted_proxies may describe a request: anyone else could ask
+        // about one request and send another.
+        if !peer_trusted {
+            return deny(self, Reason::UntrustedForwardAuth, None, record);
+        }
+        let original = match forward_auth::original_request(req) {
+            Ok(o) => o,
+            Err(reason) => return deny(self, reason, None, record),
+        };
+        record.method = original.method().to_string();
+        let target = match normalize(&original, self.config.server.max_header_bytes) {
+            Ok(t) => t,
+            Err(reason) => return deny(self, reason, None, record),
+        };
+        record.path = target.path.clone();
+        match self.admit(&target, original.headers(), record).await {
+            Ok((_, identity)) => {
+                record.outcome = "allow";
+                forward_auth::allow(identity.as_ref(), &self.config.server.identity_headers)
+            }
+            Err((reason, route)) => deny(self, reason, route.as_ref(), record),
         }
     }
 

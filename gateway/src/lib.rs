@@ -12,6 +12,7 @@ pub mod authorize;
 pub mod body;
 pub mod config;
 pub mod forward;
+pub mod forward_auth;
 pub mod gateway;
 pub mod normalize;
 pub mod reason;

@@ -43,6 +43,11 @@ pub enum Reason {
     UpstreamUnavailable,
     /// The upstream did not answer within `server.upstream_timeout` (RFC 9110 §15.6.5).
     UpstreamTimeout,
+    /// A forward-auth question from an address not in `server.trusted_proxies`.
+    UntrustedForwardAuth,
+    /// A forward-auth question without the original URI (`X-Forwarded-Uri` or
+    /// `X-Original-URI`): the proxy is not configured to send it.
+    ForwardAuthIncomplete,
 }
 
 /// What was wrong with credentials that did not verify. Only the audit log sees this:
@@ -72,6 +77,8 @@ impl Reason {
             Reason::NoRoute => "no_route",
             Reason::UpstreamUnavailable => "upstream_unavailable",
             Reason::UpstreamTimeout => "upstream_timeout",
+            Reason::UntrustedForwardAuth => "untrusted_forward_auth",
+            Reason::ForwardAuthIncomplete => "forward_auth_incomplete",
         }
     }
 
@@ -84,7 +91,9 @@ impl Reason {
             | Reason::UnsupportedScheme
             | Reason::InvalidCredentials(_) => StatusCode::UNAUTHORIZED,
             // RFC 9110 §15.5.4: known but not allowed; retrying with the same credentials won't help.
-            Reason::Forbidden => StatusCode::FORBIDDEN,
+            Reason::Forbidden | Reason::UntrustedForwardAuth | Reason::ForwardAuthIncomplete => {
+                StatusCode::FORBIDDEN
+            }
             Reason::MalformedAuthorizationHeader
             | Reason::DuplicateAuthorization
             | Reason::AmbiguousPath(_)
@@ -121,6 +130,8 @@ impl Reason {
             Reason::NoRoute => "Not found",
             Reason::UpstreamUnavailable => "Upstream unavailable",
             Reason::UpstreamTimeout => "Upstream timed out",
+            Reason::UntrustedForwardAuth => "Not a trusted proxy",
+            Reason::ForwardAuthIncomplete => "Forward-auth request incomplete",
         }
     }
 
@@ -174,6 +185,12 @@ impl Reason {
             Reason::UpstreamTimeout => "The application behind the gateway did not answer in \
                  time. This is not an authentication problem; try again later."
                 .into(),
+            Reason::UntrustedForwardAuth => "Only the proxies listed in trusted_proxies may ask \
+                 the forward-auth endpoint about a request."
+                .into(),
+            Reason::ForwardAuthIncomplete => "The proxy did not say which request it asks about: \
+                 send X-Forwarded-Uri (Traefik, Caddy) or X-Original-URI (nginx)."
+                .into(),
         }
     }
 
@@ -206,6 +223,8 @@ impl Reason {
             Reason::NoRoute,
             Reason::UpstreamUnavailable,
             Reason::UpstreamTimeout,
+            Reason::UntrustedForwardAuth,
+            Reason::ForwardAuthIncomplete,
         ]
     }
 }

@@ -45,7 +45,7 @@ impl Forwarder {
                     r.index,
                     ServeDir::new(dir).append_index_html_on_directories(true),
                 )),
-                Backend::Upstream(_) => None,
+                Backend::Upstream(_) | Backend::None => None,
             })
             .collect();
         Forwarder {
@@ -76,6 +76,7 @@ impl Forwarder {
         match &route.backend {
             Backend::Upstream(up) => self.proxy(up, route, target, req).await,
             Backend::Static(_) => self.serve_static(route, target, req).await,
+            Backend::None => Err(Reason::NoRoute),
         }
     }
 

@@ -7,7 +7,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use authgate_proto::Challenge;
 use http::header::{HeaderValue, ACCEPT, AUTHORIZATION};
 use http::{HeaderMap, Request, Response};
 use hyper::body::Incoming;
@@ -34,8 +33,8 @@ pub struct Gateway {
     authenticators: Authenticators,
     forwarder: Forwarder,
     audit: AuditLog,
-    /// Each route's challenges, rendered once.
-    challenges: HashMap<usize, Vec<Challenge>>,
+    /// Each route's `WWW-Authenticate` value, rendered once.
+    challenges: HashMap<usize, HeaderValue>,
 }
 
 impl Gateway {
@@ -47,7 +46,12 @@ impl Gateway {
             challenges: config
                 .routes
                 .iter()
-                .map(|r| (r.index, authenticate::challenges(r)))
+                .filter_map(|r| {
+                    Some((
+                        r.index,
+                        respond::challenge_header(&authenticate::challenges(r))?,
+                    ))
+                })
                 .collect(),
             audit,
             config,
@@ -243,10 +247,7 @@ impl Gateway {
         record.outcome = "deny";
         record.reason = Some(reason.code());
         record.detail = reason.audit_detail();
-        let challenges = route
-            .and_then(|r| self.challenges.get(&r.index))
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
+        let challenges = route.and_then(|r| self.challenges.get(&r.index));
         respond::deny(&reason, challenges, request_id, request_headers)
     }
 }

@@ -156,6 +156,9 @@ pub fn normalize_path(raw: &str) -> Result<String, &'static str> {
         // `*` (OPTIONS *) and anything else that is not origin-form.
         return Err("a target that is not an absolute path");
     }
+    if is_already_normal(raw) {
+        return Ok(raw.to_string());
+    }
     let mut out: Vec<String> = Vec::new();
     let trailing_slash = raw.len() > 1 && raw.ends_with('/');
     let mut last_was_dot = false;
@@ -183,6 +186,25 @@ pub fn normalize_path(raw: &str) -> Result<String, &'static str> {
         path.push('/');
     }
     Ok(path)
+}
+
+/// The common case, decided without allocating: only unreserved and sub-delim characters
+/// (no '%', ';', '\\'), no empty segment except a trailing one, no dot-segment.
+fn is_already_normal(raw: &str) -> bool {
+    let plain = raw
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,=:@/".contains(&b));
+    if !plain {
+        return false;
+    }
+    let mut segments = raw.split('/').skip(1).peekable();
+    while let Some(seg) = segments.next() {
+        let last = segments.peek().is_none();
+        if (seg.is_empty() && !last) || seg == "." || seg == ".." {
+            return false;
+        }
+    }
+    true
 }
 
 fn normalize_segment(segment: &str) -> Result<(String, bool), &'static str> {

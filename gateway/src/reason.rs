@@ -137,7 +137,7 @@ impl Reason {
 
     /// What happened and what the client can do, for people and for API clients alike.
     /// Never says whether a user name exists.
-    pub fn detail(&self) -> String {
+    pub fn detail(&self) -> std::borrow::Cow<'static, str> {
         match self {
             Reason::MissingCredentials => {
                 "This resource needs authentication and the request carried no credentials. \
@@ -147,7 +147,8 @@ impl Reason {
             Reason::MalformedCredentials(why) => format!(
                 "The credentials in the Authorization header could not be decoded ({why}). \
                  Basic credentials are base64 (RFC 4648, with padding) of user:password in UTF-8."
-            ),
+            )
+            .into(),
             Reason::UnsupportedScheme => "The Authorization header uses a scheme this resource \
                  does not accept. Use one of the schemes in WWW-Authenticate."
                 .into(),
@@ -167,7 +168,8 @@ impl Reason {
             Reason::AmbiguousPath(why) => format!(
                 "The request path contains {why}, which servers interpret differently; \
                  it was refused rather than guessed."
-            ),
+            )
+            .into(),
             Reason::InvalidHost => {
                 "The request needs exactly one valid Host header (RFC 9112 §3.2).".into()
             }

@@ -17,6 +17,16 @@ use http::{HeaderMap, Response};
 use crate::body::{full, Body};
 use crate::reason::Reason;
 
+/// Renders a route's challenges once, as the single `WWW-Authenticate` value every 401 of the
+/// route carries: one field with every challenge, in the route's order (RFC 9110 §11.6.1).
+/// None when the route has no challenges.
+pub fn challenge_header(challenges: &[Challenge]) -> Option<HeaderValue> {
+    if challenges.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&render_challenges(challenges)).ok()
+}
+
 /// The base of the problem-details `type` URI: `urn:authgate:reason:<code>`. A URN, not a URL,
 /// so nothing suggests it can be fetched; the README documents every code.
 pub const PROBLEM_TYPE_BASE: &str = "urn:authgate:reason:";
@@ -25,7 +35,7 @@ pub const PROBLEM_TYPE_BASE: &str = "urn:authgate:reason:";
 /// 401); `request_id` goes into the body so a user can quote it to an admin.
 pub fn deny(
     reason: &Reason,
-    challenges: &[Challenge],
+    challenges: Option<&HeaderValue>,
     request_id: &str,
     request_headers: &HeaderMap,
 ) -> Response<Body> {
@@ -42,16 +52,21 @@ pub fn deny(
                 .to_json(),
         ),
         Format::Html => ("text/html; charset=utf-8", html_page(reason, request_id)),
-        Format::Text => (
-            "text/plain; charset=utf-8",
-            format!(
-                "{} {}\n{}\nreason: {}\nrequest id: {request_id}\n",
-                status.as_u16(),
-                reason.title(),
-                reason.detail(),
-                reason.code()
-            ),
-        ),
+        Format::Text => {
+            let detail = reason.detail();
+            let mut text = String::with_capacity(160 + detail.len());
+            text.push_str(status.as_str());
+            text.push(' ');
+            text.push_str(reason.title());
+            text.push('\n');
+            text.push_str(&detail);
+            text.push_str("\nreason: ");
+            text.push_str(reason.code());
+            text.push_str("\nrequest id: ");
+            text.push_str(request_id);
+            text.push('\n');
+            ("text/plain; charset=utf-8", text)
+        }
     };
     let mut response = Response::new(full(body));
     *response.status_mut() = status;
@@ -63,10 +78,9 @@ pub fn deny(
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),
     );
-    if reason.challenges() && !challenges.is_empty() {
-        // One field with every challenge, in the route's order (RFC 9110 §11.6.1).
-        if let Ok(v) = HeaderValue::from_str(&render_challenges(challenges)) {
-            headers.insert(WWW_AUTHENTICATE, v);
+    if reason.challenges() {
+        if let Some(v) = challenges {
+            headers.insert(WWW_AUTHENTICATE, v.clone());
         }
     }
     if matches!(reason, Reason::ConflictingFraming) {
@@ -175,12 +189,12 @@ mod tests {
 
     #[test]
     fn every_reason_renders_in_every_format() {
-        let challenges = vec![authgate_proto::basic::basic_challenge("R \"q\"")];
+        let challenges = challenge_header(&[authgate_proto::basic::basic_challenge("R \"q\"")]);
         for reason in Reason::all() {
             for accept in ["application/json", "text/html", "*/*"] {
                 let mut h = HeaderMap::new();
                 h.insert(ACCEPT, HeaderValue::from_static(accept));
-                let r = deny(&reason, &challenges, "rid-1", &h);
+                let r = deny(&reason, challenges.as_ref(), "rid-1", &h);
                 assert_eq!(r.status(), reason.status());
                 assert_eq!(r.headers()[CACHE_CONTROL], "no-store");
                 assert_eq!(
@@ -192,7 +206,7 @@ mod tests {
         }
         let r = deny(
             &Reason::MissingCredentials,
-            &challenges,
+            challenges.as_ref(),
             "x",
             &HeaderMap::new(),
         );

@@ -11,6 +11,7 @@ pub mod authenticate;
 pub mod authorize;
 pub mod body;
 pub mod config;
+pub mod doctor;
 pub mod forward;
 pub mod forward_auth;
 pub mod gateway;

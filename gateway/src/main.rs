@@ -35,6 +35,8 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Explain why URL answers 401 (or 403), from any server, and say how to fix it.
+    Doctor(authgate::doctor::Args),
     /// Read a password (prompt without echo, or one line on stdin) and print an htpasswd line.
     Hash {
         /// The user name for the line.
@@ -63,6 +65,7 @@ fn main() -> ExitCode {
             algorithm,
             cost,
         } => hash(&user, algorithm, cost),
+        Command::Doctor(args) => authgate::doctor::main(args),
     }
 }
 

@@ -78,7 +78,8 @@ fn basic_verification_cache_hit(bencher: divan::Bencher) {
     let cfg = loaded.config.expect("valid config");
     let users = cfg.users.as_ref().unwrap();
     let db = Arc::new(UserDb::new(users.htpasswd.clone(), users.initial.clone()));
-    let auth = BasicAuth::new(db, &cfg.server);
+    let metrics = Arc::new(authgate::metrics::Metrics::new(&cfg));
+    let auth = BasicAuth::new(db, &cfg.server, metrics);
     let creds = parse_credentials(b"Basic YWxpY2U6d29uZGVyIGxhbmQ=").unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -23,6 +23,9 @@ pub struct Record {
     #[serde(skip)]
     pub at: SystemTime,
     pub request_id: String,
+    /// The matched route's index, for metrics.
+    #[serde(skip)]
+    pub route_index: Option<usize>,
     pub client: String,
     pub peer: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -48,6 +51,7 @@ impl Default for Record {
             time: String::new(),
             at: SystemTime::now(),
             request_id: String::new(),
+            route_index: None,
             client: String::new(),
             peer: String::new(),
             route: None,

@@ -79,6 +79,13 @@ pub struct Config {
     pub groups: BTreeMap<String, BTreeSet<String>>,
     pub routes: Vec<Route>,
     pub forward_auth: Option<ForwardAuth>,
+    pub admin: Option<Admin>,
+}
+
+/// The admin listener (`/metrics`, `/healthz`). Off unless `[admin]` is present.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub listen: SocketAddr,
 }
 
 /// The forward-auth endpoint for nginx `auth_request`, Caddy `forward_auth` and Traefik
@@ -206,6 +213,13 @@ struct RawConfig {
     #[serde(default, rename = "route")]
     routes: Vec<RawRoute>,
     forward_auth: Option<RawForwardAuth>,
+    admin: Option<RawAdmin>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -469,6 +483,25 @@ impl Checker<'_> {
             Some(ForwardAuth { path: p.clone() })
         });
 
+        let admin = raw.admin.as_ref().map(|a| {
+            let default = SocketAddr::from(([127, 0, 0, 1], 9901));
+            let Some(v) = &a.listen else {
+                return Admin { listen: default };
+            };
+            match v.get_ref().parse::<SocketAddr>() {
+                Ok(addr) => {
+                    if !addr.ip().is_loopback() {
+                        self.warn(v, "admin.listen", "the admin listener is not on loopback: anyone who can reach it reads the metrics");
+                    }
+                    Admin { listen: addr }
+                }
+                Err(_) => {
+                    self.error(v, "admin.listen", format!("`{}` is not an address; write IP:PORT, e.g. \"127.0.0.1:9901\"", v.get_ref()));
+                    Admin { listen: default }
+                }
+            }
+        });
+
         let mut routes = Vec::new();
         for (index, r) in raw.routes.iter().enumerate() {
             let cx = RouteContext {
@@ -500,6 +533,7 @@ impl Checker<'_> {
             groups,
             routes,
             forward_auth,
+            admin,
         }
     }
 

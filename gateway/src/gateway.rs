@@ -21,6 +21,7 @@ use crate::config::{Config, Route};
 use crate::forward::headers::{self, Forwarding};
 use crate::forward::Forwarder;
 use crate::forward_auth;
+use crate::metrics::Metrics;
 use crate::normalize::{normalize, Target};
 use crate::reason::Reason;
 use crate::respond;
@@ -33,15 +34,22 @@ pub struct Gateway {
     authenticators: Authenticators,
     forwarder: Forwarder,
     audit: AuditLog,
+    metrics: Arc<Metrics>,
     /// Each route's `WWW-Authenticate` value, rendered once.
     challenges: HashMap<usize, HeaderValue>,
 }
 
 impl Gateway {
-    pub fn new(config: Config, users: Option<Arc<UserDb>>, audit: AuditLog) -> Self {
+    pub fn new(
+        config: Config,
+        users: Option<Arc<UserDb>>,
+        audit: AuditLog,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Gateway {
             router: Router::new(&config.routes),
-            authenticators: Authenticators::new(&config, users),
+            authenticators: Authenticators::new(&config, users, Arc::clone(&metrics)),
+            metrics,
             forwarder: Forwarder::new(&config),
             challenges: config
                 .routes
@@ -87,6 +95,7 @@ impl Gateway {
         }
         record.status = response.status().as_u16();
         record.latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        self.metrics.decision(record.route_index, record.reason);
         self.audit.write(record);
         response
     }
@@ -167,6 +176,7 @@ impl Gateway {
             return Err((Reason::NoRoute, None));
         };
         record.route = Some(route.label());
+        record.route_index = Some(route.index);
 
         // Authenticate: the Authorization header becomes an identity, or a reason.
         let identity = match self

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod accept;
+pub mod admin;
 pub mod audit;
 pub mod authenticate;
 pub mod authorize;
@@ -15,6 +16,7 @@ pub mod doctor;
 pub mod forward;
 pub mod forward_auth;
 pub mod gateway;
+pub mod metrics;
 pub mod normalize;
 pub mod reason;
 pub mod respond;

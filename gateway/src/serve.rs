@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::gateway::Gateway;
+use crate::metrics::Metrics;
 use crate::users::{log_reload, UserDb};
 
 /// How often the htpasswd file is checked for changes.
@@ -34,7 +35,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut audit =
         AuditLog::open(&config.server.audit_log).context("cannot open the audit log")?;
     let server = config.server.clone();
-    let gateway = Arc::new(Gateway::new(config, users, audit.clone()));
+    let metrics = Arc::new(Metrics::new(&config));
+    if let Some(admin) = &config.admin {
+        let admin_listener = TcpListener::bind(admin.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (admin)", admin.listen))?;
+        eprintln!(
+            "authgate admin listening on {}",
+            admin_listener.local_addr()?
+        );
+        tokio::spawn(crate::admin::serve(admin_listener, Arc::clone(&metrics)));
+    }
+    let gateway = Arc::new(Gateway::new(config, users, audit.clone(), metrics));
 
     // Tests and scripts read this line to learn the port when listening on port 0.
     eprintln!("authgate listening on {addr}");

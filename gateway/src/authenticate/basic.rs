@@ -25,6 +25,7 @@ use sha2::Sha256;
 
 use super::hashing::HashPool;
 use crate::config::Server;
+use crate::metrics::Metrics;
 use crate::reason::{CredentialFault, Reason};
 use crate::users::UserDb;
 
@@ -37,10 +38,11 @@ pub struct BasicAuth {
     mac: Hmac<Sha256>,
     cache: moka::future::Cache<Key, bool, PrehashedKey>,
     hashing: Arc<HashPool>,
+    metrics: Arc<Metrics>,
 }
 
 impl BasicAuth {
-    pub fn new(users: Arc<UserDb>, server: &Server) -> Self {
+    pub fn new(users: Arc<UserDb>, server: &Server, metrics: Arc<Metrics>) -> Self {
         let mut key = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut key);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -55,6 +57,7 @@ impl BasicAuth {
                 .time_to_live(server.cache_ttl)
                 .build_with_hasher(PrehashedKey),
             hashing: Arc::new(HashPool::new(cores)),
+            metrics,
         }
     }
 
@@ -85,17 +88,29 @@ impl BasicAuth {
             basic.password.expose().as_bytes(),
             &fingerprint,
         );
-        let password = basic.password;
-        let hashing = Arc::clone(&self.hashing);
-        let verified = self
-            .cache
-            .get_with(key, async move {
-                hashing
-                    .run(move || hash.verify(password.expose().as_bytes()))
+        let started = std::time::Instant::now();
+        let verified = match self.cache.get(&key).await {
+            Some(v) => {
+                self.metrics.cache_hit();
+                v
+            }
+            None => {
+                self.metrics.cache_miss();
+                let password = basic.password;
+                let hashing = Arc::clone(&self.hashing);
+                let metrics = Arc::clone(&self.metrics);
+                self.cache
+                    .get_with(key, async move {
+                        metrics.password_hash();
+                        hashing
+                            .run(move || hash.verify(password.expose().as_bytes()))
+                            .await
+                            .unwrap_or(false)
+                    })
                     .await
-                    .unwrap_or(false)
-            })
-            .await;
+            }
+        };
+        self.metrics.basic_authentication(started.elapsed());
         if verified && entry.is_some() {
             Ok(basic.user_id)
         } else {

@@ -14,6 +14,7 @@ use authgate_proto::{parse_credentials, Challenge};
 use http::HeaderValue;
 
 use crate::config::{Config, Route, Scheme};
+use crate::metrics::Metrics;
 use crate::reason::Reason;
 use crate::users::UserDb;
 
@@ -44,7 +45,7 @@ pub struct Authenticators {
 }
 
 impl Authenticators {
-    pub fn new(config: &Config, users: Option<Arc<UserDb>>) -> Self {
+    pub fn new(config: &Config, users: Option<Arc<UserDb>>, metrics: Arc<Metrics>) -> Self {
         let mut by_user: HashMap<String, Vec<String>> = HashMap::new();
         for (group, members) in &config.groups {
             for m in members {
@@ -52,7 +53,7 @@ impl Authenticators {
             }
         }
         Authenticators {
-            basic: users.map(|db| basic::BasicAuth::new(db, &config.server)),
+            basic: users.map(|db| basic::BasicAuth::new(db, &config.server, metrics)),
             groups: by_user.into_iter().map(|(u, g)| (u, g.into())).collect(),
             no_groups: Arc::from(Vec::new()),
         }

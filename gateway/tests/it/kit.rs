@@ -166,6 +166,8 @@ impl Upstream {
 /// A running `authgate serve` on 127.0.0.1:0.
 pub struct Gateway {
     pub addr: SocketAddr,
+    /// The admin listener's address, when `[admin]` is configured.
+    pub admin: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
     child: Child,
     stdout: Arc<Mutex<String>>,
@@ -215,13 +217,20 @@ impl Gateway {
         let stdout = Arc::new(Mutex::new(String::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
+        let admin: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
         {
             let err = child.stderr.take().expect("stderr");
             let buf = stderr.clone();
+            let admin_slot = admin.clone();
             std::thread::spawn(move || {
                 let mut tx = Some(tx);
                 for line in BufReader::new(err).lines() {
                     let Ok(line) = line else { break };
+                    if let Some(rest) = line.strip_prefix("authgate admin listening on ") {
+                        if let Ok(a) = rest.trim().parse::<SocketAddr>() {
+                            *admin_slot.lock().expect("lock") = Some(a);
+                        }
+                    }
                     if let Some(rest) = line.strip_prefix("authgate listening on ") {
                         if let (Some(t), Ok(a)) = (tx.take(), rest.trim().parse::<SocketAddr>()) {
                             let _ = t.send(a);
@@ -256,8 +265,10 @@ impl Gateway {
                 );
             }
         };
+        let admin = *admin.lock().expect("lock");
         Gateway {
             addr,
+            admin,
             dir,
             child,
             stdout,

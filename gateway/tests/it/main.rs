@@ -11,4 +11,5 @@ mod cli;
 mod clients;
 mod forward;
 mod lifecycle;
+mod metrics;
 mod routing;

@@ -1,0 +1,101 @@
+//! The admin listener's /metrics, parsed by the Prometheus project's own text-format parser
+//! (Python `prometheus_client`).
+
+use std::process::Command;
+
+use crate::kit::{self, Gateway, Upstream};
+
+/// Parses Prometheus text with prometheus_client and returns {"name{labels}": value}.
+fn parse(text: &str) -> serde_json::Value {
+    let script = r#"
+import sys, json
+from prometheus_client.parser import text_string_to_metric_families
+out = {}
+for fam in text_string_to_metric_families(sys.stdin.read()):
+    for s in fam.samples:
+        labels = ",".join(f'{k}={v}' for k, v in sorted(s.labels.items()))
+        out[f"{s.name}{{{labels}}}"] = s.value
+print(json.dumps(out))
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "the Prometheus parser refused the output: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+#[test]
+fn metrics_count_decisions_cache_hits_and_hashes() {
+    let upstream = Upstream::start();
+    let config = kit::basic_config(
+        &upstream,
+        "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"",
+    );
+    let gw = Gateway::start(
+        &config,
+        &[(
+            "users.htpasswd",
+            &kit::htpasswd(&["-B", "-C", "4"], "alice", "pw"),
+        )],
+    );
+    let admin = gw.admin.expect("the admin listener's address on stderr");
+
+    assert_eq!(kit::get(&gw.url("/"), None, &[]).0, 401);
+    assert_eq!(kit::get(&gw.url("/"), Some(("alice", "pw")), &[]).0, 200);
+    assert_eq!(kit::get(&gw.url("/"), Some(("alice", "pw")), &[]).0, 200);
+    assert_eq!(kit::get(&gw.url("/"), Some(("alice", "bad")), &[]).0, 401);
+    assert_eq!(kit::get(&gw.url("/"), Some(("alice", "bad")), &[]).0, 401);
+
+    let (status, headers, text) = kit::get(&format!("http://{admin}/metrics"), None, &[]);
+    assert_eq!(status, 200);
+    assert!(
+        headers["content-type"].starts_with("text/plain; version=0.0.4"),
+        "{headers:?}"
+    );
+    let m = parse(&text);
+    let v = |k: &str| {
+        m.get(k)
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or_else(|| panic!("no sample {k} in\n{text}"))
+    };
+    assert_eq!(
+        v("authgate_decisions_total{outcome=allow,reason=,route=/}"),
+        2.0
+    );
+    assert_eq!(
+        v("authgate_decisions_total{outcome=deny,reason=missing_credentials,route=/}"),
+        1.0
+    );
+    assert_eq!(
+        v("authgate_decisions_total{outcome=deny,reason=invalid_credentials,route=/}"),
+        2.0
+    );
+    // Two distinct (user, password) pairs: two hashes; the repeats were cache hits.
+    assert_eq!(v("authgate_password_hashes_total{}"), 2.0);
+    assert_eq!(v("authgate_verification_cache_hits_total{}"), 2.0);
+    assert_eq!(v("authgate_verification_cache_misses_total{}"), 2.0);
+    assert_eq!(
+        v("authgate_authentication_duration_seconds_count{scheme=basic}"),
+        4.0
+    );
+    assert_eq!(v("authgate_upstream_errors_total{kind=unavailable}"), 0.0);
+
+    let (status, _, _) = kit::get(&format!("http://{admin}/nope"), None, &[]);
+    assert_eq!(status, 404);
+}

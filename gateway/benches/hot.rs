@@ -79,16 +79,21 @@ fn basic_verification_cache_hit(bencher: divan::Bencher) {
     let users = cfg.users.as_ref().unwrap();
     let db = Arc::new(UserDb::new(users.htpasswd.clone(), users.initial.clone()));
     let metrics = Arc::new(authgate::metrics::Metrics::new(&cfg));
-    let auth = BasicAuth::new(db, &cfg.server, metrics);
+    let lockout = Arc::new(authgate::authenticate::lockout::Lockout::new(
+        cfg.lockout.clone(),
+        authgate::clock::Clock::default(),
+    ));
+    let auth = BasicAuth::new(db, &cfg.server, metrics, lockout);
+    let client: std::net::IpAddr = [127, 0, 0, 1].into();
     let creds = parse_credentials(b"Basic YWxpY2U6d29uZGVyIGxhbmQ=").unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     // The first call pays the bcrypt cost and fills the cache.
-    rt.block_on(auth.authenticate(&creds)).unwrap();
+    rt.block_on(auth.authenticate(&creds, client)).unwrap();
     bencher.bench_local(|| {
-        rt.block_on(auth.authenticate(divan::black_box(&creds)))
+        rt.block_on(auth.authenticate(divan::black_box(&creds), client))
             .unwrap()
     });
 }

@@ -27,6 +27,9 @@ pub struct Record {
     #[serde(skip)]
     pub route_index: Option<usize>,
     pub client: String,
+    /// `client` before formatting, for decisions that key on it.
+    #[serde(skip)]
+    pub client_ip: std::net::IpAddr,
     pub peer: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub route: Option<String>,
@@ -53,6 +56,7 @@ impl Default for Record {
             request_id: String::new(),
             route_index: None,
             client: String::new(),
+            client_ip: std::net::IpAddr::from([0, 0, 0, 0]),
             peer: String::new(),
             route: None,
             method: String::new(),

@@ -80,6 +80,26 @@ pub struct Config {
     pub routes: Vec<Route>,
     pub forward_auth: Option<ForwardAuth>,
     pub admin: Option<Admin>,
+    pub lockout: Lockout,
+}
+
+/// Brute-force protection (see `authenticate::lockout`). On by default.
+#[derive(Debug, Clone)]
+pub struct Lockout {
+    pub enabled: bool,
+    /// Failures are counted within this window.
+    pub window: Duration,
+    /// Failures from one client address (any user) before the address is banned.
+    pub client_threshold: u32,
+    /// Failures for one user name (any client) before unknown clients are refused for it.
+    pub user_threshold: u32,
+    /// Failures for one user name from one client before that pair is banned.
+    pub pair_threshold: u32,
+    /// The first ban; each further ban of the same key doubles, up to `max_ban`.
+    pub ban: Duration,
+    pub max_ban: Duration,
+    /// How long a client that signed in as a user stays exempt from that user's lockout.
+    pub known_client: Duration,
 }
 
 /// The admin listener (`/metrics`, `/healthz`). Off unless `[admin]` is present.
@@ -214,6 +234,21 @@ struct RawConfig {
     routes: Vec<RawRoute>,
     forward_auth: Option<RawForwardAuth>,
     admin: Option<RawAdmin>,
+    #[serde(default)]
+    lockout: RawLockout,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLockout {
+    enabled: Option<bool>,
+    window: Option<Spanned<String>>,
+    client_threshold: Option<Spanned<u64>>,
+    user_threshold: Option<Spanned<u64>>,
+    pair_threshold: Option<Spanned<u64>>,
+    ban: Option<Spanned<String>>,
+    max_ban: Option<Spanned<String>>,
+    known_client: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -502,6 +537,25 @@ impl Checker<'_> {
             }
         });
 
+        let l = &raw.lockout;
+        let threshold = |cx: &mut Self, v: &Option<Spanned<u64>>, key: &str, default: u64| {
+            u32::try_from(cx.count(v, key, default, 1)).unwrap_or(u32::MAX)
+        };
+        let lockout = Lockout {
+            enabled: l.enabled.unwrap_or(true),
+            window: self.duration(&l.window, "lockout.window", Duration::from_secs(600)),
+            client_threshold: threshold(self, &l.client_threshold, "lockout.client_threshold", 50),
+            user_threshold: threshold(self, &l.user_threshold, "lockout.user_threshold", 20),
+            pair_threshold: threshold(self, &l.pair_threshold, "lockout.pair_threshold", 10),
+            ban: self.duration(&l.ban, "lockout.ban", Duration::from_secs(60)),
+            max_ban: self.duration(&l.max_ban, "lockout.max_ban", Duration::from_secs(3600)),
+            known_client: self.duration(
+                &l.known_client,
+                "lockout.known_client",
+                Duration::from_secs(7 * 86400),
+            ),
+        };
+
         let mut routes = Vec::new();
         for (index, r) in raw.routes.iter().enumerate() {
             let cx = RouteContext {
@@ -534,6 +588,7 @@ impl Checker<'_> {
             routes,
             forward_auth,
             admin,
+            lockout,
         }
     }
 

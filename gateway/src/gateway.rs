@@ -71,14 +71,15 @@ impl Gateway {
         let started = Instant::now();
         let peer_trusted = is_trusted(&self.config.server.trusted_proxies, peer.ip());
         let request_id = request_id(req.headers(), peer_trusted);
+        let client_ip = client_address(
+            req.headers(),
+            peer.ip(),
+            peer_trusted,
+            &self.config.server.trusted_proxies,
+        );
         let mut record = Record {
-            client: client_address(
-                req.headers(),
-                peer.ip(),
-                peer_trusted,
-                &self.config.server.trusted_proxies,
-            )
-            .to_string(),
+            client: client_ip.to_string(),
+            client_ip,
             peer: peer.to_string(),
             method: req.method().to_string(),
             path: req.uri().path().to_string(),
@@ -181,7 +182,7 @@ impl Gateway {
         // Authenticate: the Authorization header becomes an identity, or a reason.
         let identity = match self
             .authenticators
-            .authenticate(route, headers.get(AUTHORIZATION))
+            .authenticate(route, headers.get(AUTHORIZATION), record.client_ip)
             .await
         {
             Outcome::Anonymous => None,

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod authenticate;
 pub mod authorize;
 pub mod body;
+pub mod clock;
 pub mod config;
 pub mod doctor;
 pub mod forward;

@@ -64,6 +64,7 @@ pub struct Metrics {
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
     hashes: AtomicU64,
+    bans: AtomicU64,
 }
 
 impl Metrics {
@@ -85,6 +86,7 @@ impl Metrics {
             cache_hits: AtomicU64::new(0),
             cache_misses: AtomicU64::new(0),
             hashes: AtomicU64::new(0),
+            bans: AtomicU64::new(0),
         }
     }
 
@@ -117,6 +119,10 @@ impl Metrics {
 
     pub fn cache_miss(&self) {
         self.cache_misses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn ban(&self) {
+        self.bans.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn password_hash(&self) {
@@ -214,6 +220,11 @@ impl Metrics {
                 "authgate_verification_cache_misses_total",
                 "Basic verifications not in the cache.",
                 &self.cache_misses,
+            ),
+            (
+                "authgate_bans_total",
+                "Bans imposed on a client, a user name or a (client, user) pair.",
+                &self.bans,
             ),
             (
                 "authgate_password_hashes_total",

@@ -43,6 +43,9 @@ pub enum Reason {
     UpstreamUnavailable,
     /// The upstream did not answer within `server.upstream_timeout` (RFC 9110 §15.6.5).
     UpstreamTimeout,
+    /// Too many failed attempts from this client, for this user, or for this pair: banned for
+    /// `retry_after` seconds, without any password being checked.
+    TooManyFailures { retry_after: u64 },
     /// A forward-auth question from an address not in `server.trusted_proxies`.
     UntrustedForwardAuth,
     /// A forward-auth question without the original URI (`X-Forwarded-Uri` or
@@ -77,6 +80,7 @@ impl Reason {
             Reason::NoRoute => "no_route",
             Reason::UpstreamUnavailable => "upstream_unavailable",
             Reason::UpstreamTimeout => "upstream_timeout",
+            Reason::TooManyFailures { .. } => "too_many_failures",
             Reason::UntrustedForwardAuth => "untrusted_forward_auth",
             Reason::ForwardAuthIncomplete => "forward_auth_incomplete",
         }
@@ -100,6 +104,8 @@ impl Reason {
             | Reason::InvalidHost
             | Reason::ConflictingFraming => StatusCode::BAD_REQUEST,
             Reason::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            // RFC 6585 §4.
+            Reason::TooManyFailures { .. } => StatusCode::TOO_MANY_REQUESTS,
             Reason::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Reason::NoRoute => StatusCode::NOT_FOUND,
             Reason::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
@@ -130,6 +136,7 @@ impl Reason {
             Reason::NoRoute => "Not found",
             Reason::UpstreamUnavailable => "Upstream unavailable",
             Reason::UpstreamTimeout => "Upstream timed out",
+            Reason::TooManyFailures { .. } => "Too many failed attempts",
             Reason::UntrustedForwardAuth => "Not a trusted proxy",
             Reason::ForwardAuthIncomplete => "Forward-auth request incomplete",
         }
@@ -187,6 +194,11 @@ impl Reason {
             Reason::UpstreamTimeout => "The application behind the gateway did not answer in \
                  time. This is not an authentication problem; try again later."
                 .into(),
+            Reason::TooManyFailures { retry_after } => format!(
+                "Too many failed sign-in attempts. Wait {retry_after} seconds before trying \
+                 again; attempts before then are refused without being checked."
+            )
+            .into(),
             Reason::UntrustedForwardAuth => "Only the proxies listed in trusted_proxies may ask \
                  the forward-auth endpoint about a request."
                 .into(),
@@ -225,6 +237,7 @@ impl Reason {
             Reason::NoRoute,
             Reason::UpstreamUnavailable,
             Reason::UpstreamTimeout,
+            Reason::TooManyFailures { retry_after: 60 },
             Reason::UntrustedForwardAuth,
             Reason::ForwardAuthIncomplete,
         ]

@@ -10,7 +10,8 @@
 
 use authgate_proto::{problem, render_challenges, Challenge, Problem};
 use http::header::{
-    HeaderValue, ACCEPT, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, VARY, WWW_AUTHENTICATE,
+    HeaderValue, ACCEPT, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, RETRY_AFTER, VARY,
+    WWW_AUTHENTICATE,
 };
 use http::{HeaderMap, Response};
 
@@ -82,6 +83,10 @@ pub fn deny(
         if let Some(v) = challenges {
             headers.insert(WWW_AUTHENTICATE, v.clone());
         }
+    }
+    if let Reason::TooManyFailures { retry_after } = reason {
+        // RFC 6585 §4, RFC 9110 §10.2.3.
+        headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after));
     }
     if matches!(reason, Reason::ConflictingFraming) {
         // RFC 9112 §6.3: the framing cannot be trusted, so neither can the rest of the stream.

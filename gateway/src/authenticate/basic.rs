@@ -23,7 +23,10 @@ use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
 
+use std::net::IpAddr;
+
 use super::hashing::HashPool;
+use super::lockout::Lockout;
 use crate::config::Server;
 use crate::metrics::Metrics;
 use crate::reason::{CredentialFault, Reason};
@@ -39,10 +42,16 @@ pub struct BasicAuth {
     cache: moka::future::Cache<Key, bool, PrehashedKey>,
     hashing: Arc<HashPool>,
     metrics: Arc<Metrics>,
+    lockout: Arc<Lockout>,
 }
 
 impl BasicAuth {
-    pub fn new(users: Arc<UserDb>, server: &Server, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        users: Arc<UserDb>,
+        server: &Server,
+        metrics: Arc<Metrics>,
+        lockout: Arc<Lockout>,
+    ) -> Self {
         let mut key = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut key);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -58,6 +67,7 @@ impl BasicAuth {
                 .build_with_hasher(PrehashedKey),
             hashing: Arc::new(HashPool::new(cores)),
             metrics,
+            lockout,
         }
     }
 
@@ -66,6 +76,7 @@ impl BasicAuth {
     pub async fn authenticate(
         &self,
         credentials: &Credentials,
+        client: IpAddr,
     ) -> Result<String, (Reason, Option<String>)> {
         let token68 = credentials.token68.as_deref().ok_or((
             Reason::MalformedCredentials("Basic takes a token68, not parameters"),
@@ -73,6 +84,10 @@ impl BasicAuth {
         ))?;
         let basic = decode_basic(token68)
             .map_err(|e| (Reason::MalformedCredentials(basic_fault(e)), None))?;
+        // A banned client, user or pair is refused before any hash is computed.
+        if let Err(retry_after) = self.lockout.check(client, &basic.user_id) {
+            return Err((Reason::TooManyFailures { retry_after }, Some(basic.user_id)));
+        }
         let users = self.users.snapshot();
         let entry = users.get(&basic.user_id);
         let (hash, fingerprint, fault) = match entry {
@@ -89,12 +104,14 @@ impl BasicAuth {
             &fingerprint,
         );
         let started = std::time::Instant::now();
+        let mut fresh = false;
         let verified = match self.cache.get(&key).await {
             Some(v) => {
                 self.metrics.cache_hit();
                 v
             }
             None => {
+                fresh = true;
                 self.metrics.cache_miss();
                 let password = basic.password;
                 let hashing = Arc::clone(&self.hashing);
@@ -112,8 +129,17 @@ impl BasicAuth {
         };
         self.metrics.basic_authentication(started.elapsed());
         if verified && entry.is_some() {
+            // Only first sign-ins (cache misses) touch the lockout state, so cached requests
+            // take no lock.
+            if fresh {
+                self.lockout.success(client, &basic.user_id);
+            }
             Ok(basic.user_id)
         } else {
+            if self.lockout.failure(client, &basic.user_id) {
+                self.metrics.ban();
+                tracing::warn!(%client, user = %basic.user_id, "too many failed sign-ins: banned");
+            }
             Err((Reason::InvalidCredentials(fault), Some(basic.user_id)))
         }
     }

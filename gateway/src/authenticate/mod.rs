@@ -6,6 +6,7 @@
 
 pub mod basic;
 pub mod hashing;
+pub mod lockout;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -46,6 +47,10 @@ pub struct Authenticators {
 
 impl Authenticators {
     pub fn new(config: &Config, users: Option<Arc<UserDb>>, metrics: Arc<Metrics>) -> Self {
+        let lockout = Arc::new(lockout::Lockout::new(
+            config.lockout.clone(),
+            crate::clock::Clock::from_env(),
+        ));
         let mut by_user: HashMap<String, Vec<String>> = HashMap::new();
         for (group, members) in &config.groups {
             for m in members {
@@ -53,7 +58,7 @@ impl Authenticators {
             }
         }
         Authenticators {
-            basic: users.map(|db| basic::BasicAuth::new(db, &config.server, metrics)),
+            basic: users.map(|db| basic::BasicAuth::new(db, &config.server, metrics, lockout)),
             groups: by_user.into_iter().map(|(u, g)| (u, g.into())).collect(),
             no_groups: Arc::from(Vec::new()),
         }
@@ -65,6 +70,7 @@ impl Authenticators {
         &self,
         route: &Route,
         authorization: Option<&HeaderValue>,
+        client: std::net::IpAddr,
     ) -> Outcome {
         if route.auth.is_empty() {
             return Outcome::Anonymous;
@@ -78,7 +84,7 @@ impl Authenticators {
         let result = if credentials.is_scheme("Basic") && route.auth.contains(&Scheme::Basic) {
             match &self.basic {
                 Some(basic) => basic
-                    .authenticate(&credentials)
+                    .authenticate(&credentials, client)
                     .await
                     .map(|u| (u, Scheme::Basic)),
                 // `config::load` refuses a basic route without users, so this is unreachable

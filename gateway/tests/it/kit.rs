@@ -205,7 +205,14 @@ impl Gateway {
     }
 
     fn spawn(dir: tempfile::TempDir, cfg: &Path) -> Gateway {
-        let mut child = Command::new(bin())
+        let mut cmd = Command::new(bin());
+        // A file named `clock` among the files makes it the test clock: the seconds written
+        // to it are added to authgate's time (see src/clock.rs).
+        let clock = dir.path().join("clock");
+        if clock.exists() {
+            cmd.env("AUTHGATE_TEST_CLOCK_FILE", &clock);
+        }
+        let mut child = cmd
             .args(["serve", "--config"])
             .arg(cfg)
             .env("AUTHGATE_LOG", "info")
@@ -286,6 +293,11 @@ impl Gateway {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Moves the test clock forward to `seconds` past real time (needs a `clock` file).
+    pub fn set_clock(&self, seconds: u64) {
+        std::fs::write(self.path("clock"), seconds.to_string()).expect("write clock");
     }
 
     pub fn stderr(&self) -> String {

@@ -11,5 +11,6 @@ mod cli;
 mod clients;
 mod forward;
 mod lifecycle;
+mod lockout;
 mod metrics;
 mod routing;

@@ -1,0 +1,138 @@
+//! Brute-force protection against the real binary: bans engage without any hashing, expire on
+//! the test clock, and a flood from other addresses does not lock a real user out.
+
+use crate::kit::{self, Gateway, Upstream};
+
+fn metric(gw: &Gateway, name: &str) -> f64 {
+    let admin = gw.admin.expect("admin listener");
+    let (_, _, text) = kit::get(&format!("http://{admin}/metrics"), None, &[]);
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+fn start(upstream: &Upstream, lockout: &str) -> Gateway {
+    let config = kit::basic_config(
+        upstream,
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ntrusted_proxies = [\"127.0.0.1\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n[lockout]\n{lockout}"
+        ),
+    );
+    let file = kit::htpasswd(&["-B", "-C", "4"], "alice", "right");
+    Gateway::start(&config, &[("users.htpasswd", &file), ("clock", "0")])
+}
+
+#[test]
+fn a_pair_ban_answers_429_without_hashing_and_expires_on_the_clock() {
+    let upstream = Upstream::start();
+    let gw = start(&upstream, "pair_threshold = 3\nban = \"60s\"");
+    for _ in 0..3 {
+        assert_eq!(kit::get(&gw.url("/"), Some(("alice", "wrong")), &[]).0, 401);
+    }
+    let hashes = metric(&gw, "authgate_password_hashes_total");
+    // Banned: even the right password is refused, and nothing is hashed.
+    let (status, h, body) = kit::get(
+        &gw.url("/"),
+        Some(("alice", "right")),
+        &[("accept", "application/json")],
+    );
+    assert_eq!(status, 429, "{body}");
+    let retry: u64 = h["retry-after"].parse().expect("Retry-After seconds");
+    assert!((1..=60).contains(&retry), "{retry}");
+    let p: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(p["reason"], "too_many_failures");
+    for _ in 0..5 {
+        assert_eq!(
+            kit::get(
+                &gw.url("/"),
+                Some(("alice", &format!("guess{}", rand_suffix()))),
+                &[]
+            )
+            .0,
+            429
+        );
+    }
+    assert_eq!(
+        metric(&gw, "authgate_password_hashes_total"),
+        hashes,
+        "a banned attempt computed a hash"
+    );
+    assert_eq!(metric(&gw, "authgate_bans_total"), 1.0);
+    upstream.assert_untouched("banned");
+    // Past the ban, on the test clock: the right password works again.
+    gw.set_clock(61);
+    assert_eq!(kit::get(&gw.url("/"), Some(("alice", "right")), &[]).0, 200);
+}
+
+fn rand_suffix() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_flood_from_other_addresses_does_not_lock_the_user_out_of_a_known_client() {
+    let upstream = Upstream::start();
+    let gw = start(
+        &upstream,
+        "user_threshold = 5\npair_threshold = 100\nclient_threshold = 100",
+    );
+    let home = [("x-forwarded-for", "192.0.2.10")];
+    assert_eq!(
+        kit::get(&gw.url("/"), Some(("alice", "right")), &home).0,
+        200
+    );
+    // Credential stuffing against alice from many addresses.
+    for i in 0..8 {
+        let from = format!("198.51.100.{i}");
+        let status = kit::get(
+            &gw.url("/"),
+            Some(("alice", &format!("pw{i}"))),
+            &[("x-forwarded-for", &from)],
+        )
+        .0;
+        assert!(status == 401 || status == 429, "{status}");
+    }
+    // A new address is refused for alice now...
+    let (status, _, _) = kit::get(
+        &gw.url("/"),
+        Some(("alice", "right")),
+        &[("x-forwarded-for", "203.0.113.7")],
+    );
+    assert_eq!(status, 429);
+    // ...but alice still gets in from where she signed in before.
+    upstream.clear();
+    assert_eq!(
+        kit::get(&gw.url("/"), Some(("alice", "right")), &home).0,
+        200
+    );
+    assert_eq!(upstream.count(), 1);
+}
+
+#[test]
+fn a_banned_client_address_is_refused_for_every_user() {
+    let upstream = Upstream::start();
+    let gw = start(
+        &upstream,
+        "client_threshold = 4\npair_threshold = 100\nuser_threshold = 100",
+    );
+    let bad = [("x-forwarded-for", "198.51.100.66")];
+    for i in 0..4 {
+        kit::get(&gw.url("/"), Some((&format!("user{i}"), "x")), &bad);
+    }
+    assert_eq!(
+        kit::get(&gw.url("/"), Some(("alice", "right")), &bad).0,
+        429
+    );
+    // Another address is unaffected.
+    assert_eq!(
+        kit::get(
+            &gw.url("/"),
+            Some(("alice", "right")),
+            &[("x-forwarded-for", "192.0.2.20")]
+        )
+        .0,
+        200
+    );
+}

@@ -32,12 +32,42 @@ const DESCRIBING: &[&str] = &[
 
 /// Rebuilds the request the proxy asks about: its method, target and `Host`, with the
 /// client's other headers (the `Authorization` among them).
+///
+/// Two dialects, never mixed: nginx (`X-Original-URI`, `X-Original-Method`, the client's
+/// `Host`) and Traefik/Caddy (`X-Forwarded-Uri`, `X-Forwarded-Method`, `X-Forwarded-Host`).
+/// nginx's `auth_request` also passes every client header through, so a client could add an
+/// `X-Forwarded-Uri` of its own: when both dialects are present and disagree, or any
+/// describing header appears more than once, the question is refused (fail closed).
 pub fn original_request<B>(asked: &Request<B>) -> Result<Request<()>, Reason> {
     let h = asked.headers();
+    for name in DESCRIBING {
+        if h.get_all(*name).iter().count() > 1 {
+            return Err(Reason::ForwardAuthIncomplete);
+        }
+    }
     let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
-    let uri = get("x-forwarded-uri")
-        .or_else(|| get("x-original-uri"))
-        .ok_or(Reason::ForwardAuthIncomplete)?;
+    let (uri, method, host) = match (get("x-original-uri"), get("x-forwarded-uri")) {
+        // nginx: the proxy sets X-Original-URI; the original Host is the request's own.
+        (Some(original), forwarded) => {
+            if forwarded.is_some_and(|f| f != original) {
+                return Err(Reason::ForwardAuthIncomplete);
+            }
+            let method = get("x-original-method");
+            if let (Some(m), Some(f)) = (method, get("x-forwarded-method")) {
+                if m != f {
+                    return Err(Reason::ForwardAuthIncomplete);
+                }
+            }
+            (original, method, h.get(HOST).cloned())
+        }
+        // Traefik and Caddy set all three X-Forwarded-* themselves.
+        (None, Some(forwarded)) => (
+            forwarded,
+            get("x-forwarded-method"),
+            h.get("x-forwarded-host").or_else(|| h.get(HOST)).cloned(),
+        ),
+        (None, None) => return Err(Reason::ForwardAuthIncomplete),
+    };
     if !uri.starts_with('/') {
         return Err(Reason::AmbiguousPath(
             "a target that is not an absolute path",
@@ -46,13 +76,9 @@ pub fn original_request<B>(asked: &Request<B>) -> Result<Request<()>, Reason> {
     let uri: Uri = uri
         .parse()
         .map_err(|_| Reason::AmbiguousPath("a target that is not a valid URI"))?;
-    let method = match get("x-forwarded-method").or_else(|| get("x-original-method")) {
+    let method = match method {
         Some(m) => Method::from_bytes(m.as_bytes()).map_err(|_| Reason::ForwardAuthIncomplete)?,
         None => Method::GET,
-    };
-    let host = match h.get("x-forwarded-host") {
-        Some(v) => Some(v.clone()),
-        None => h.get(HOST).cloned(),
     };
 
     let mut original = Request::new(());
@@ -147,6 +173,42 @@ mod tests {
         ]))
         .expect("ok");
         assert_eq!((r.method(), r.uri().path()), (&Method::DELETE, "/a"));
+        assert_eq!(r.headers()[HOST], "app.example");
+    }
+
+    #[test]
+    fn mixed_or_repeated_descriptions_are_refused() {
+        // A client behind nginx adds its own X-Forwarded-Uri.
+        let mixed = asked(&[
+            ("host", "a"),
+            ("x-original-uri", "/admin"),
+            ("x-forwarded-uri", "/public"),
+        ]);
+        assert_eq!(
+            original_request(&mixed).err(),
+            Some(Reason::ForwardAuthIncomplete)
+        );
+        let same = asked(&[
+            ("host", "a"),
+            ("x-original-uri", "/admin"),
+            ("x-forwarded-uri", "/admin"),
+        ]);
+        assert!(original_request(&same).is_ok());
+        let twice = asked(&[
+            ("x-forwarded-uri", "/public"),
+            ("x-forwarded-uri", "/admin"),
+        ]);
+        assert_eq!(
+            original_request(&twice).err(),
+            Some(Reason::ForwardAuthIncomplete)
+        );
+        // nginx mode ignores a client's X-Forwarded-Host: the Host is the original one.
+        let r = original_request(&asked(&[
+            ("host", "app.example"),
+            ("x-original-uri", "/a"),
+            ("x-forwarded-host", "evil.example"),
+        ]))
+        .expect("ok");
         assert_eq!(r.headers()[HOST], "app.example");
     }
 

@@ -10,6 +10,7 @@ mod basic;
 mod cli;
 mod clients;
 mod forward;
+mod forward_auth;
 mod lifecycle;
 mod lockout;
 mod metrics;

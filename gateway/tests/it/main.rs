@@ -9,6 +9,7 @@ mod bad_input;
 mod basic;
 mod cli;
 mod clients;
+mod doctor;
 mod forward;
 mod forward_auth;
 mod lifecycle;

@@ -1,0 +1,589 @@
+//! `authgate doctor` (issue 8) against real servers: the real `authgate` binary, real nginx
+//! (Debian's /usr/sbin/nginx) and a small real HTTP server for clock skew. Each scenario
+//! produces one cause, and the doctor (run as a subprocess with `--json`) must name it.
+//! Also: the published `WWW-Authenticate` parsing cases the doctor relies on.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use authgate_proto::{parse_challenges, LintKind, Mode};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde_json::Value;
+
+use crate::kit;
+
+/// What one doctor run printed.
+struct Run {
+    code: i32,
+    json: Value,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn cause(&self) -> &str {
+        self.json["verdict"]["cause"].as_str().unwrap_or("<none>")
+    }
+
+    /// Panics with the whole output unless the cause and exit code are as expected.
+    #[track_caller]
+    fn expect(&self, cause: &str, code: i32) {
+        assert!(
+            self.cause() == cause && self.code == code,
+            "expected cause {cause} and exit {code}, got {} and exit {}\nstdout:\n{}\nstderr:\n{}",
+            self.cause(),
+            self.code,
+            self.stdout,
+            self.stderr
+        );
+    }
+}
+
+/// Runs `authgate doctor ARGS --json`, feeding `stdin` (the password) if given.
+fn doctor(args: &[&str], stdin: Option<&str>) -> Run {
+    let mut child = Command::new(kit::bin())
+        .arg("doctor")
+        .args(args)
+        .arg("--json")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn doctor");
+    {
+        let mut input = child.stdin.take().expect("stdin");
+        if let Some(s) = stdin {
+            input.write_all(s.as_bytes()).expect("write password");
+        }
+    }
+    let out = child.wait_with_output().expect("doctor output");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        json: serde_json::from_str(&stdout).unwrap_or(Value::Null),
+        stdout,
+        stderr,
+    }
+}
+
+/// authgate with alice (allowed everywhere) and bob (not in `admins`, so 403 on /admin/).
+fn gateway() -> (kit::Upstream, kit::Gateway) {
+    let up = kit::Upstream::start();
+    let users = kit::htpasswd(&["-B", "-C", "4"], "alice", "alice-password")
+        + &kit::htpasswd(&["-B", "-C", "4"], "bob", "bob-password");
+    let config = format!(
+        "[users]\nhtpasswd = \"{{dir}}/users.htpasswd\"\n\n[groups]\nadmins = [\"alice\"]\n\n\
+         [[route]]\npath = \"/admin/\"\nupstream = \"{up}\"\nrealm = \"Test\"\nauth = [\"basic\"]\nallow = {{ groups = [\"admins\"] }}\n\n\
+         [[route]]\npath = \"/\"\nupstream = \"{up}\"\nrealm = \"Test\"\nauth = [\"basic\"]\n",
+        up = up.url()
+    );
+    let gw = kit::Gateway::start(&config, &[("users.htpasswd", &users)]);
+    (up, gw)
+}
+
+#[test]
+fn doctor_authgate_no_credentials() {
+    let (_up, gw) = gateway();
+    let r = doctor(&[&gw.url("/app")], None);
+    r.expect("no_credentials", 1);
+    assert_eq!(r.json["status"], 401);
+    assert_eq!(r.json["challenges"][0]["scheme"], "Basic", "{}", r.stdout);
+    assert!(
+        r.stdout.contains("missing_credentials"),
+        "the problem body's reason is evidence: {}",
+        r.stdout
+    );
+}
+
+#[test]
+fn doctor_authgate_wrong_password_is_never_printed() {
+    let (_up, gw) = gateway();
+    let r = doctor(
+        &[&gw.url("/app"), "--user", "alice"],
+        Some("not-the-password\n"),
+    );
+    r.expect("wrong_credentials", 1);
+    assert!(r.stdout.contains("invalid_credentials"), "{}", r.stdout);
+    // Neither the password nor its base64 form appear anywhere.
+    let b64 = base64::engine::general_purpose::STANDARD.encode("alice:not-the-password");
+    for secret in ["not-the-password", b64.as_str()] {
+        assert!(
+            !r.stdout.contains(secret) && !r.stderr.contains(secret),
+            "{}",
+            r.stdout
+        );
+    }
+}
+
+#[test]
+fn doctor_authgate_right_password_is_ok() {
+    let (_up, gw) = gateway();
+    let r = doctor(
+        &[&gw.url("/app"), "--user", "alice", "--password-stdin"],
+        Some("alice-password\n"),
+    );
+    r.expect("ok", 0);
+    assert_eq!(r.json["status"], 200);
+}
+
+#[test]
+fn doctor_authgate_bearer_to_basic_route_is_scheme_mismatch() {
+    let (_up, gw) = gateway();
+    let r = doctor(&[&gw.url("/app"), "--bearer", "opaque-token-123"], None);
+    r.expect("scheme_mismatch", 1);
+    assert!(!r.stdout.contains("opaque-token-123"), "{}", r.stdout);
+}
+
+#[test]
+fn doctor_authgate_forbidden() {
+    let (_up, gw) = gateway();
+    let r = doctor(
+        &[&gw.url("/admin/x"), "--user", "bob"],
+        Some("bob-password\n"),
+    );
+    r.expect("forbidden", 1);
+    assert_eq!(r.json["status"], 403);
+}
+
+#[test]
+fn doctor_user_with_colon_is_named() {
+    let (_up, gw) = gateway();
+    let r = doctor(&[&gw.url("/app"), "--user", "alice:x"], Some("y\n"));
+    r.expect("user_contains_colon", 1);
+}
+
+#[test]
+fn doctor_unreachable_port_exits_2() {
+    // A port that was free a moment ago: bind, read, close.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind")
+        .port();
+    let r = doctor(&[&format!("http://127.0.0.1:{port}/")], None);
+    r.expect("unreachable", 2);
+    assert_eq!(r.json["addresses"][0]["addresses"][0], "127.0.0.1");
+}
+
+#[test]
+fn doctor_usage_errors_exit_2() {
+    let r = doctor(&["ftp://example.com/"], None);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let r = doctor(&["http://127.0.0.1/", "--user", "a", "--bearer", "b"], None);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+}
+
+#[test]
+fn doctor_https_says_tls_is_not_supported() {
+    let r = doctor(&["https://127.0.0.1:1/"], None);
+    r.expect("tls_unsupported", 2);
+}
+
+// ---- nginx ----------------------------------------------------------------------------
+
+/// A real nginx on two loopback origins: 127.0.0.1:P1 (the scenarios) and 127.0.0.2:P2
+/// (another origin that always answers 401 with a Basic challenge).
+struct Nginx {
+    one: SocketAddr,
+    _dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port(ip: &str) -> SocketAddr {
+    TcpListener::bind(format!("{ip}:0"))
+        .and_then(|l| l.local_addr())
+        .expect("bind")
+}
+
+impl Nginx {
+    fn start() -> Nginx {
+        let mut last = String::new();
+        for _ in 0..2 {
+            match Self::try_start() {
+                Ok(n) => return n,
+                Err(e) => last = e,
+            }
+        }
+        panic!("nginx did not start:\n{last}");
+    }
+
+    fn try_start() -> Result<Nginx, String> {
+        let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .find(|p| Path::new(p).is_file())
+            .expect("nginx must be installed (Debian package `nginx`)");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().display().to_string();
+        let (one, two) = (free_port("127.0.0.1"), free_port("127.0.0.2"));
+        let config = format!(
+            r#"pid {d}/nginx.pid;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    server {{
+        listen {one};
+        location = /ok {{ return 200 "ok\n"; }}
+        # nginx's `return 401` sends no challenge at all.
+        location = /no-challenge {{ return 401; }}
+        location = /unquoted {{
+            add_header WWW-Authenticate 'Basic realm=unquoted' always;
+            return 401;
+        }}
+        location = /elsewhere {{ return 302 http://{two}/private; }}
+        location = /api/expired {{
+            add_header WWW-Authenticate 'Bearer realm="api", error="invalid_token", error_description="The access token expired"' always;
+            return 401;
+        }}
+        location = /api/audience {{
+            add_header WWW-Authenticate 'Bearer realm="api", error="invalid_token", error_description="Invalid audience"' always;
+            return 401;
+        }}
+    }}
+    server {{
+        listen {two};
+        location / {{
+            add_header WWW-Authenticate 'Basic realm="other", charset="UTF-8"' always;
+            return 401;
+        }}
+    }}
+}}
+"#
+        );
+        std::fs::write(dir.path().join("nginx.conf"), &config).expect("write conf");
+        let log = std::fs::File::create(dir.path().join("stderr.log")).expect("log");
+        let child = Command::new(nginx)
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(dir.path().join("nginx.conf"))
+            .arg("-e")
+            .arg(dir.path().join("error.log"))
+            .args(["-g", "daemon off; master_process off;"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn nginx");
+        let mut n = Nginx {
+            one,
+            _dir: dir,
+            child,
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(status)) = n.child.try_wait() {
+                let log =
+                    std::fs::read_to_string(n._dir.path().join("error.log")).unwrap_or_default();
+                return Err(format!("nginx exited ({status}); log:\n{log}"));
+            }
+            let up =
+                |a: &SocketAddr| TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok();
+            if up(&one) && up(&two) {
+                return Ok(n);
+            }
+            if Instant::now() > deadline {
+                return Err("nginx not listening after 15 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.one)
+    }
+}
+
+#[test]
+fn doctor_nginx_401_without_challenge_is_no_challenge() {
+    let n = Nginx::start();
+    let r = doctor(&[&n.url("/no-challenge")], None);
+    r.expect("no_challenge", 1);
+    assert_eq!(r.json["challenge_issues"][0]["code"], "no_challenge");
+    assert!(
+        r.json["verdict"]["sentence"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("RFC 9110 §15.5.2"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn doctor_nginx_unquoted_realm_is_linted() {
+    let n = Nginx::start();
+    let r = doctor(&[&n.url("/unquoted")], None);
+    r.expect("malformed_challenge", 1);
+    let issues = r.json["challenge_issues"].as_array().expect("issues");
+    assert!(
+        issues.iter().any(|i| i["code"] == "unquoted_realm"
+            && i["text"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("RFC 9110 §11.5")),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.json["verdict"]["sentence"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("realm"),
+        "the first sentence names the realm problem: {}",
+        r.stdout
+    );
+    assert_eq!(r.json["challenges"][0]["params"][0]["value"], "unquoted");
+}
+
+#[test]
+fn doctor_nginx_cross_origin_redirect_drops_credentials() {
+    let n = Nginx::start();
+    let r = doctor(
+        &[&n.url("/elsewhere"), "--user", "alice"],
+        Some("secret-pw\n"),
+    );
+    r.expect("redirect_drops_credentials", 1);
+    let hops = r.json["hops"].as_array().expect("hops");
+    let with: Vec<&Value> = hops
+        .iter()
+        .filter(|h| h["attempt"] == "with credentials")
+        .collect();
+    assert_eq!(with.len(), 2, "{}", r.stdout);
+    assert_eq!(with[0]["status"], 302);
+    assert_eq!(with[0]["sent_credentials"], true);
+    assert_eq!(with[1]["sent_credentials"], false, "{}", r.stdout);
+    assert_eq!(with[1]["status"], 401);
+    assert!(with[1]["notes"][0]
+        .as_str()
+        .unwrap_or_default()
+        .contains("another origin"));
+    // Without credentials, the redirect is still the cause: no client would send them.
+    let r = doctor(&[&n.url("/elsewhere")], None);
+    r.expect("redirect_drops_credentials", 1);
+}
+
+#[test]
+fn doctor_nginx_ok_route() {
+    let n = Nginx::start();
+    doctor(&[&n.url("/ok")], None).expect("ok", 0);
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// An unsigned-looking JWT with `claims` and a fake signature.
+fn jwt(claims: &str) -> String {
+    format!(
+        "{}.{}.c2lnbmF0dXJlLW5vdC1wcmludGVk",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","typ":"JWT"}"#),
+        URL_SAFE_NO_PAD.encode(claims)
+    )
+}
+
+#[test]
+fn doctor_nginx_expired_jwt() {
+    let n = Nginx::start();
+    let token = jwt(&format!(
+        r#"{{"sub":"alice","aud":"127.0.0.1","exp":{},"iat":{}}}"#,
+        now() - 3600,
+        now() - 7200
+    ));
+    let r = doctor(&[&n.url("/api/expired"), "--bearer", &token], None);
+    r.expect("token_expired", 1);
+    assert_eq!(r.json["token"]["claims"]["sub"], "alice", "{}", r.stdout);
+    assert!(
+        !r.stdout.contains("c2lnbmF0dXJlLW5vdC1wcmludGVk"),
+        "the signature is never printed: {}",
+        r.stdout
+    );
+}
+
+#[test]
+fn doctor_nginx_wrong_audience() {
+    let n = Nginx::start();
+    let token = jwt(&format!(
+        r#"{{"sub":"alice","aud":"https://other.example","exp":{}}}"#,
+        now() + 3600
+    ));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("token");
+    std::fs::write(&file, format!("{token}\n")).expect("write token");
+    let r = doctor(
+        &[
+            &n.url("/api/audience"),
+            "--bearer",
+            &format!("@{}", file.display()),
+        ],
+        None,
+    );
+    r.expect("wrong_audience", 1);
+}
+
+// ---- clock skew: a real server whose clock is 10 minutes ahead -------------------------
+
+/// Answers every request with 401 `Bearer error="invalid_token"` and a `Date` `ahead`
+/// seconds in the future, like a server whose clock is wrong.
+fn skewed_server(ahead: u64) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = std::io::Read::read(&mut s, &mut buf);
+            let date = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(ahead));
+            let body = "token expired\n";
+            let _ = write!(
+                s,
+                "HTTP/1.1 401 Unauthorized\r\nDate: {date}\r\nWWW-Authenticate: Bearer realm=\"api\", error=\"invalid_token\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    addr
+}
+
+#[test]
+fn doctor_clock_skew_explains_refused_token() {
+    let addr = skewed_server(600);
+    // Valid for 5 more minutes by this machine's clock, expired by the server's.
+    let token = jwt(&format!(r#"{{"sub":"alice","exp":{}}}"#, now() + 300));
+    let r = doctor(&[&format!("http://{addr}/"), "--bearer", &token], None);
+    r.expect("clock_skew", 1);
+}
+
+// ---- WWW-Authenticate parsing cases ---------------------------------------------------
+
+/// Published `WWW-Authenticate` test cases (greenbytes "httpauth" suite by Julian Reschke)
+/// that proto/src's unit tests do not already cover, read in the doctor's lenient mode.
+#[test]
+fn doctor_challenge_parser_published_cases() {
+    let lenient = |v: &str| parse_challenges([v.as_bytes()], Mode::Lenient);
+    // simplebasicsq: single quotes are not quotes; the realm is the token 'foo'.
+    let p = lenient("Basic realm='foo'").expect("parse");
+    assert_eq!(p.value[0].realm(), Some("'foo'"));
+    // simplebasicpct: no percent-decoding.
+    let p = lenient(r#"Basic realm="foo%20bar""#).expect("parse");
+    assert_eq!(p.value[0].realm(), Some("foo%20bar"));
+    // simplebasicrealmsqc2: escaped quotes inside.
+    let p = lenient(r#"Basic realm="\"foo\"""#).expect("parse");
+    assert_eq!(p.value[0].realm(), Some("\"foo\""));
+    // simplebasicnewparam1: empty list elements between params.
+    let p = lenient(r#"Basic realm="foo", bar="xyz",, a=b,,,c=d"#).expect("parse");
+    assert_eq!(p.value.len(), 1);
+    assert_eq!(p.value[0].realm(), Some("foo"));
+    assert_eq!(p.value[0].get("c"), Some("d"));
+    assert!(p.lints.iter().all(|l| l.kind == LintKind::EmptyListElement));
+    // multibasicempty: a leading empty element.
+    let p = lenient(r#",Basic realm="basic""#).expect("parse");
+    assert_eq!(p.value[0].realm(), Some("basic"));
+    // multibasicunknownnoparam / multibasicunknown2np: an unknown scheme without params,
+    // before or after Basic.
+    for v in [
+        r#"Basic realm="basic", Newauth"#,
+        r#"Newauth, Basic realm="basic""#,
+    ] {
+        let p = lenient(v).expect(v);
+        assert_eq!(p.value.len(), 2, "{v}");
+        let basic = p.value.iter().find(|c| c.is_scheme("Basic")).expect(v);
+        assert_eq!(basic.realm(), Some("basic"), "{v}");
+    }
+    // multidisgscheme: `basic=foo` is a parameter of Newauth, not a Basic challenge.
+    let p = lenient(r#"Newauth realm="Newauth Realm", basic=foo, Basic realm="Basic Realm""#)
+        .expect("parse");
+    assert_eq!(p.value.len(), 2);
+    assert_eq!(p.value[0].get("basic"), Some("foo"));
+    assert_eq!(p.value[1].realm(), Some("Basic Realm"));
+    // disguisedrealm / disguisedrealm2: only the real `realm` parameter counts.
+    let p = lenient(r#"Basic foo="realm=nottherealm", realm="basic""#).expect("parse");
+    assert_eq!(p.value[0].realm(), Some("basic"));
+    let p = lenient(r#"Basic nottherealm="nottherealm", realm="basic""#).expect("parse");
+    assert_eq!(p.value[0].realm(), Some("basic"));
+    // parametersnotrequired: two schemes, no parameters.
+    let p = lenient("A, B").expect("parse");
+    assert_eq!(p.value.len(), 2);
+    // Several fields, several schemes each (multibasicunknown2mf).
+    let fields: [&[u8]; 2] = [br#"Newauth realm="newauth""#, br#"Basic realm="basic""#];
+    let p = parse_challenges(fields, Mode::Lenient).expect("parse");
+    assert_eq!(p.value[1].realm(), Some("basic"));
+    // simplebasic2realms: the first realm wins in lenient mode, and it is linted.
+    let p = lenient(r#"Basic realm="foo", realm="bar""#).expect("parse");
+    assert_eq!(p.value[0].realm(), Some("foo"));
+    assert!(matches!(p.lints[0].kind, LintKind::DuplicateParam { .. }));
+    // missingquote and simplebasiccomma2 cannot be read.
+    assert!(lenient(r#"Basic realm="basic"#).is_err());
+    assert!(lenient(r#"Basic, realm="foo""#).is_err());
+}
+
+// ---- stale cookie: a real server that refuses an old session cookie ---------------------
+
+/// Answers 401 to a request carrying `session=old`, 200 to anything else (a server whose
+/// session store forgot the session while the browser kept the cookie).
+fn session_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let n = std::io::Read::read(&mut s, &mut buf).unwrap_or(0);
+            let head = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+            let stale = head.contains("\r\ncookie: session=old");
+            let (status, extra) = if stale {
+                (
+                    "401 Unauthorized",
+                    "WWW-Authenticate: Basic realm=\"app\"\r\n",
+                )
+            } else {
+                ("200 OK", "")
+            };
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status}\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    addr
+}
+
+#[test]
+fn doctor_stale_cookie_from_jar() {
+    let addr = session_server();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let jar = dir.path().join("cookies.txt");
+    std::fs::write(
+        &jar,
+        "# Netscape HTTP Cookie File\n#HttpOnly_127.0.0.1\tFALSE\t/\tFALSE\t0\tsession\told\n",
+    )
+    .expect("write jar");
+    let r = doctor(
+        &[
+            &format!("http://{addr}/"),
+            "--cookie-jar",
+            &jar.display().to_string(),
+        ],
+        None,
+    );
+    r.expect("stale_cookie", 1);
+    assert!(!r.stdout.contains("session=old"), "{}", r.stdout);
+}

@@ -66,6 +66,35 @@ impl Gateway {
         }
     }
 
+    /// Decides a request without serving it (`authgate explain --config`): the same normalize,
+    /// route, authenticate and authorize stages as [`Gateway::handle`], with the decision
+    /// returned as an audit record instead of a response. Nothing is forwarded.
+    pub async fn dry_run(&self, req: &Request<()>, client: IpAddr) -> Record {
+        let mut record = Record {
+            client: client.to_string(),
+            client_ip: client,
+            method: req.method().to_string(),
+            path: req.uri().path().to_string(),
+            ..Record::default()
+        };
+        let target = match normalize(req, self.config.server.max_header_bytes) {
+            Ok(t) => t,
+            Err(reason) => {
+                dry_deny(&mut record, &reason);
+                return record;
+            }
+        };
+        record.path = target.path.clone();
+        match self.admit(&target, req.headers(), &mut record).await {
+            Ok(_) => {
+                record.outcome = "allow";
+                record.status = 200;
+            }
+            Err((reason, _)) => dry_deny(&mut record, &reason),
+        }
+        record
+    }
+
     /// Answers one request. Never fails: every problem becomes a response with a reason.
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let started = Instant::now();
@@ -261,6 +290,13 @@ impl Gateway {
         let challenges = route.and_then(|r| self.challenges.get(&r.index));
         respond::deny(&reason, challenges, request_id, request_headers)
     }
+}
+
+fn dry_deny(record: &mut Record, reason: &Reason) {
+    record.outcome = "deny";
+    record.status = reason.status().as_u16();
+    record.reason = Some(reason.code());
+    record.detail = reason.audit_detail();
 }
 
 fn is_trusted(trusted: &[IpNet], ip: IpAddr) -> bool {

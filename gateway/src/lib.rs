@@ -14,6 +14,7 @@ pub mod body;
 pub mod clock;
 pub mod config;
 pub mod doctor;
+pub mod explain;
 pub mod forward;
 pub mod forward_auth;
 pub mod gateway;

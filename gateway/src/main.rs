@@ -35,6 +35,9 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Explain a decision: look up a request id in the audit log, or decide a request now
+    /// (dry run: --config FILE --path /x [--header 'Authorization: ...']).
+    Explain(authgate::explain::Args),
     /// Explain why URL answers 401 (or 403), from any server, and say how to fix it.
     Doctor(authgate::doctor::Args),
     /// Read a password (prompt without echo, or one line on stdin) and print an htpasswd line.
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
             cost,
         } => hash(&user, algorithm, cost),
         Command::Doctor(args) => authgate::doctor::main(args),
+        Command::Explain(args) => authgate::explain::main(args),
     }
 }
 

@@ -155,3 +155,71 @@ fn hash_prints_an_htpasswd_line_apache_can_verify() {
         .expect("run");
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn explain_finds_a_decision_by_request_id_and_dry_runs_a_request() {
+    let upstream = kit::Upstream::start();
+    let config = kit::basic_config(
+        &upstream,
+        "[server]\nlisten = \"127.0.0.1:0\"\naudit_log = \"{dir}/audit.log\"",
+    );
+    let gw = kit::Gateway::start(
+        &config,
+        &[(
+            "users.htpasswd",
+            &kit::htpasswd(&["-B", "-C", "4"], "alice", "pw"),
+        )],
+    );
+    let (status, h, _) = kit::get(&gw.url("/x"), Some(("mallory", "guess")), &[]);
+    assert_eq!(status, 401);
+    let id = h["x-request-id"].clone();
+    // The audit writer flushes every 20 ms; wait (bounded) for the line.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let out = loop {
+        let out = Command::new(kit::bin())
+            .args(["explain", &id, "--audit-log"])
+            .arg(gw.path("audit.log"))
+            .output()
+            .expect("explain");
+        if out.status.success() || std::time::Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("`mallory`: no such user"), "{text}");
+    assert!(text.contains("invalid_credentials"), "{text}");
+
+    let missing = Command::new(kit::bin())
+        .args(["explain", "no-such-id", "--audit-log"])
+        .arg(gw.path("audit.log"))
+        .output()
+        .expect("explain");
+    assert_eq!(missing.status.code(), Some(1));
+
+    // Dry run: decided now, nothing sent anywhere.
+    let out = Command::new(kit::bin())
+        .args(["explain", "--config"])
+        .arg(gw.path("authgate.toml"))
+        .args([
+            "--path",
+            "/y",
+            "-H",
+            &format!("Authorization: Basic {}", "YWxpY2U6cHc="),
+        ])
+        .output()
+        .expect("explain");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success()
+            && text.contains("authenticated as `alice`")
+            && text.contains("200 allowed"),
+        "{text}"
+    );
+    assert_eq!(upstream.count(), 0, "a dry run forwards nothing");
+}

@@ -106,6 +106,8 @@ pub struct Lockout {
 #[derive(Debug, Clone)]
 pub struct Admin {
     pub listen: SocketAddr,
+    /// Users (from the htpasswd file) who may open the dashboard. Empty: no dashboard.
+    pub users: Vec<String>,
 }
 
 /// The forward-auth endpoint for nginx `auth_request`, Caddy `forward_auth` and Traefik
@@ -255,6 +257,8 @@ struct RawLockout {
 #[serde(deny_unknown_fields)]
 struct RawAdmin {
     listen: Option<Spanned<String>>,
+    #[serde(default)]
+    users: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -520,19 +524,26 @@ impl Checker<'_> {
 
         let admin = raw.admin.as_ref().map(|a| {
             let default = SocketAddr::from(([127, 0, 0, 1], 9901));
+            let mut admins = Vec::new();
+            for u in &a.users {
+                if known_users.as_ref().is_some_and(|k| !k.contains(u.get_ref())) || known_users.is_none() {
+                    self.error(u, "admin.users", format!("user `{}` is not in the htpasswd file ([users])", u.get_ref()));
+                }
+                admins.push(u.get_ref().clone());
+            }
             let Some(v) = &a.listen else {
-                return Admin { listen: default };
+                return Admin { listen: default, users: admins };
             };
             match v.get_ref().parse::<SocketAddr>() {
                 Ok(addr) => {
                     if !addr.ip().is_loopback() {
                         self.warn(v, "admin.listen", "the admin listener is not on loopback: anyone who can reach it reads the metrics");
                     }
-                    Admin { listen: addr }
+                    Admin { listen: addr, users: admins }
                 }
                 Err(_) => {
                     self.error(v, "admin.listen", format!("`{}` is not an address; write IP:PORT, e.g. \"127.0.0.1:9901\"", v.get_ref()));
-                    Admin { listen: default }
+                    Admin { listen: default, users: admins }
                 }
             }
         });

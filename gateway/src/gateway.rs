@@ -14,6 +14,7 @@ use ipnet::IpNet;
 use rand::RngCore;
 
 use crate::audit::{AuditLog, Record};
+use crate::authenticate::lockout::Lockout;
 use crate::authenticate::{self, Authenticators, Identity, Outcome};
 use crate::authorize::{authorize, Decision};
 use crate::body::Body;
@@ -21,6 +22,7 @@ use crate::config::{Config, Route};
 use crate::forward::headers::{self, Forwarding};
 use crate::forward::Forwarder;
 use crate::forward_auth;
+use crate::insights::Insights;
 use crate::metrics::Metrics;
 use crate::normalize::{normalize, Target};
 use crate::reason::Reason;
@@ -35,6 +37,8 @@ pub struct Gateway {
     forwarder: Forwarder,
     audit: AuditLog,
     metrics: Arc<Metrics>,
+    lockout: Arc<Lockout>,
+    insights: Insights,
     /// Each route's `WWW-Authenticate` value, rendered once.
     challenges: HashMap<usize, HeaderValue>,
 }
@@ -46,10 +50,21 @@ impl Gateway {
         audit: AuditLog,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let lockout = Arc::new(Lockout::new(
+            config.lockout.clone(),
+            crate::clock::Clock::from_env(),
+        ));
         Gateway {
             router: Router::new(&config.routes),
-            authenticators: Authenticators::new(&config, users, Arc::clone(&metrics)),
+            authenticators: Authenticators::new(
+                &config,
+                users,
+                Arc::clone(&metrics),
+                Arc::clone(&lockout),
+            ),
             metrics,
+            lockout,
+            insights: Insights::default(),
             forwarder: Forwarder::new(&config),
             challenges: config
                 .routes
@@ -63,6 +78,52 @@ impl Gateway {
                 .collect(),
             audit,
             config,
+        }
+    }
+
+    pub fn lockout(&self) -> &Lockout {
+        &self.lockout
+    }
+
+    pub fn insights(&self) -> &Insights {
+        &self.insights
+    }
+
+    /// Authenticates an admin for the dashboard: Basic against the same users, then the
+    /// `[admin] users` list. Returns the user name.
+    pub async fn admin_identity(
+        &self,
+        headers: &HeaderMap,
+        client: IpAddr,
+    ) -> Result<String, Reason> {
+        let Some(admin) = &self.config.admin else {
+            return Err(Reason::Forbidden);
+        };
+        let route = Route {
+            index: usize::MAX,
+            host: None,
+            path: "/".into(),
+            backend: crate::config::Backend::None,
+            auth: vec![crate::config::Scheme::Basic],
+            realm: "authgate admin".into(),
+            allow: Some(crate::config::Allow {
+                users: admin.users.iter().cloned().collect(),
+                groups: Default::default(),
+            }),
+            pass_authorization: false,
+            max_body: None,
+        };
+        match self
+            .authenticators
+            .authenticate(&route, headers.get(AUTHORIZATION), client)
+            .await
+        {
+            Outcome::Authenticated(id) => match authorize(&route, &id) {
+                Decision::Allow => Ok(id.user),
+                Decision::Deny(reason) => Err(reason),
+            },
+            Outcome::Anonymous => Err(Reason::MissingCredentials),
+            Outcome::Denied(reason, _) => Err(reason),
         }
     }
 
@@ -126,6 +187,7 @@ impl Gateway {
         record.status = response.status().as_u16();
         record.latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         self.metrics.decision(record.route_index, record.reason);
+        self.insights.record(&record);
         self.audit.write(record);
         response
     }

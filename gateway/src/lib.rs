@@ -18,6 +18,7 @@ pub mod explain;
 pub mod forward;
 pub mod forward_auth;
 pub mod gateway;
+pub mod insights;
 pub mod metrics;
 pub mod normalize;
 pub mod reason;

@@ -36,7 +36,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         AuditLog::open(&config.server.audit_log).context("cannot open the audit log")?;
     let server = config.server.clone();
     let metrics = Arc::new(Metrics::new(&config));
-    if let Some(admin) = &config.admin {
+    let admin = config.admin.clone();
+    let gateway = Arc::new(Gateway::new(
+        config,
+        users,
+        audit.clone(),
+        Arc::clone(&metrics),
+    ));
+    if let Some(admin) = &admin {
         let admin_listener = TcpListener::bind(admin.listen)
             .await
             .with_context(|| format!("cannot listen on {} (admin)", admin.listen))?;
@@ -44,9 +51,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             "authgate admin listening on {}",
             admin_listener.local_addr()?
         );
-        tokio::spawn(crate::admin::serve(admin_listener, Arc::clone(&metrics)));
+        tokio::spawn(crate::admin::serve(
+            admin_listener,
+            Arc::clone(&metrics),
+            Arc::clone(&gateway),
+        ));
     }
-    let gateway = Arc::new(Gateway::new(config, users, audit.clone(), metrics));
 
     // Tests and scripts read this line to learn the port when listening on port 0.
     eprintln!("authgate listening on {addr}");

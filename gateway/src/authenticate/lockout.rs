@@ -23,6 +23,18 @@ enum Key {
     Pair(IpAddr, String),
 }
 
+/// A ban in force, as the dashboard shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Ban {
+    /// `client`, `user` or `pair`.
+    pub kind: &'static str,
+    pub client: Option<String>,
+    pub user: Option<String>,
+    pub seconds_left: u64,
+    /// How many times this key has been banned.
+    pub bans: u32,
+}
+
 #[derive(Debug, Default, Clone)]
 struct Entry {
     window_start: Duration,
@@ -144,6 +156,49 @@ impl Lockout {
             .ok()
             .and_then(|k| k.get(&(client, user.to_string())).copied())
             .is_some_and(|t| t + self.settings.known_client > now)
+    }
+
+    /// The bans in force now, for the dashboard.
+    pub fn bans(&self) -> Vec<Ban> {
+        let now = self.clock.now();
+        let Ok(entries) = self.entries.lock() else {
+            return Vec::new();
+        };
+        let mut bans: Vec<Ban> = entries
+            .iter()
+            .filter(|(_, e)| e.banned_until > now)
+            .map(|(k, e)| {
+                let (kind, client, user) = match k {
+                    Key::Client(c) => ("client", Some(c.to_string()), None),
+                    Key::User(u) => ("user", None, Some(u.clone())),
+                    Key::Pair(c, u) => ("pair", Some(c.to_string()), Some(u.clone())),
+                };
+                Ban {
+                    kind,
+                    client,
+                    user,
+                    seconds_left: (e.banned_until - now).as_secs().max(1),
+                    bans: e.bans,
+                }
+            })
+            .collect();
+        bans.sort_by_key(|b| std::cmp::Reverse(b.seconds_left));
+        bans
+    }
+
+    /// Lifts a ban (and forgets its failures). Returns whether there was one.
+    pub fn unban(&self, kind: &str, client: Option<&str>, user: Option<&str>) -> bool {
+        let client: Option<IpAddr> = client.and_then(|c| c.parse().ok());
+        let key = match (kind, client, user) {
+            ("client", Some(c), _) => Key::Client(c),
+            ("user", _, Some(u)) => Key::User(u.to_string()),
+            ("pair", Some(c), Some(u)) => Key::Pair(c, u.to_string()),
+            _ => return false,
+        };
+        self.entries
+            .lock()
+            .map(|mut e| e.remove(&key).is_some())
+            .unwrap_or(false)
     }
 
     /// Clients and user names banned now, for metrics.

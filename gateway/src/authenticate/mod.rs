@@ -46,11 +46,12 @@ pub struct Authenticators {
 }
 
 impl Authenticators {
-    pub fn new(config: &Config, users: Option<Arc<UserDb>>, metrics: Arc<Metrics>) -> Self {
-        let lockout = Arc::new(lockout::Lockout::new(
-            config.lockout.clone(),
-            crate::clock::Clock::from_env(),
-        ));
+    pub fn new(
+        config: &Config,
+        users: Option<Arc<UserDb>>,
+        metrics: Arc<Metrics>,
+        lockout: Arc<lockout::Lockout>,
+    ) -> Self {
         let mut by_user: HashMap<String, Vec<String>> = HashMap::new();
         for (group, members) in &config.groups {
             for m in members {

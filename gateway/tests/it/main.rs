@@ -8,6 +8,7 @@ mod kit;
 mod bad_input;
 mod basic;
 mod cli;
+mod dashboard;
 mod clients;
 mod doctor;
 mod forward;

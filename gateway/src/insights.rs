@@ -1,0 +1,145 @@
+//! What the dashboard shows: recent denials, denials per minute by reason, and the clients and
+//! user names that fail most. Only denials are recorded (one short lock each); allowed requests
+//! cost nothing here.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::audit::Record;
+
+/// Recent denials kept for the dashboard.
+const RECENT: usize = 200;
+/// Minutes of timeline kept.
+const MINUTES: usize = 60;
+/// Distinct clients or user names counted before the least useful are dropped.
+const TOP_CAP: usize = 10_000;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Denial {
+    pub time: String,
+    pub request_id: String,
+    pub client: String,
+    pub method: String,
+    pub path: String,
+    pub route: Option<String>,
+    pub user: Option<String>,
+    pub status: u16,
+    pub reason: &'static str,
+    pub detail: Option<&'static str>,
+    /// The decision in plain words (`authgate explain`'s text).
+    pub trace: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Minute {
+    /// Unix time of the minute's start, in seconds.
+    pub at: u64,
+    pub by_reason: HashMap<&'static str, u64>,
+}
+
+#[derive(Default)]
+struct State {
+    recent: VecDeque<Denial>,
+    timeline: VecDeque<Minute>,
+    clients: HashMap<String, u64>,
+    users: HashMap<String, u64>,
+}
+
+#[derive(Default)]
+pub struct Insights {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub timeline: Vec<Minute>,
+    pub top_clients: Vec<(String, u64)>,
+    pub top_users: Vec<(String, u64)>,
+    pub recent: Vec<Denial>,
+}
+
+impl Insights {
+    /// Records a decision if it was a denial.
+    pub fn record(&self, r: &Record) {
+        let Some(reason) = r.reason else { return };
+        let minute = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() / 60 * 60);
+        let trace = serde_json::to_value(r)
+            .map(|v| crate::explain::explain_json(&v))
+            .unwrap_or_default();
+        let denial = Denial {
+            time: crate::audit::now(),
+            request_id: r.request_id.clone(),
+            client: r.client.clone(),
+            method: r.method.clone(),
+            path: r.path.clone(),
+            route: r.route.clone(),
+            user: r.user.clone(),
+            status: r.status,
+            reason,
+            detail: r.detail,
+            trace,
+        };
+        let Ok(mut s) = self.state.lock() else { return };
+        if s.timeline.back().is_none_or(|m| m.at != minute) {
+            s.timeline.push_back(Minute {
+                at: minute,
+                by_reason: HashMap::new(),
+            });
+            if s.timeline.len() > MINUTES {
+                s.timeline.pop_front();
+            }
+        }
+        if let Some(m) = s.timeline.back_mut() {
+            *m.by_reason.entry(reason).or_default() += 1;
+        }
+        bump(&mut s.clients, &r.client);
+        if let Some(u) = &r.user {
+            bump(&mut s.users, u);
+        }
+        s.recent.push_back(denial);
+        if s.recent.len() > RECENT {
+            s.recent.pop_front();
+        }
+    }
+
+    pub fn summary(&self) -> Summary {
+        let Ok(s) = self.state.lock() else {
+            return Summary {
+                timeline: vec![],
+                top_clients: vec![],
+                top_users: vec![],
+                recent: vec![],
+            };
+        };
+        Summary {
+            timeline: s.timeline.iter().cloned().collect(),
+            top_clients: top(&s.clients, 10),
+            top_users: top(&s.users, 10),
+            recent: s.recent.iter().rev().cloned().collect(),
+        }
+    }
+}
+
+fn bump(map: &mut HashMap<String, u64>, key: &str) {
+    if let Some(n) = map.get_mut(key) {
+        *n += 1;
+        return;
+    }
+    if map.len() >= TOP_CAP {
+        // Keep the heavy hitters: drop everything seen only once.
+        map.retain(|_, n| *n > 1);
+    }
+    map.insert(key.to_string(), 1);
+}
+
+fn top(map: &HashMap<String, u64>, n: usize) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = map.iter().map(|(k, c)| (k.clone(), *c)).collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    v.truncate(n);
+    v
+}

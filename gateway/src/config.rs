@@ -133,6 +133,10 @@ pub struct Server {
     pub shutdown_timeout: Duration,
     pub cache_capacity: u64,
     pub cache_ttl: Duration,
+    /// Waiting password verifications per hashing thread, at most.
+    pub hash_queue: usize,
+    /// How long a verification waits for room in a full queue before 503 `hashing_busy`.
+    pub hash_wait: Duration,
     pub identity_headers: IdentityHeaders,
 }
 
@@ -283,6 +287,8 @@ struct RawServer {
     shutdown_timeout: Option<Spanned<String>>,
     cache_capacity: Option<Spanned<u64>>,
     cache_ttl: Option<Spanned<String>>,
+    hash_queue: Option<Spanned<u64>>,
+    hash_wait: Option<Spanned<String>>,
     user_header: Option<Spanned<String>>,
     groups_header: Option<Spanned<String>>,
     method_header: Option<Spanned<String>>,
@@ -688,6 +694,12 @@ impl Checker<'_> {
             ),
             cache_capacity: self.count(&raw.cache_capacity, "server.cache_capacity", 100_000, 1),
             cache_ttl: self.duration(&raw.cache_ttl, "server.cache_ttl", Duration::from_secs(600)),
+            hash_queue: self.count(&raw.hash_queue, "server.hash_queue", 64, 1) as usize,
+            hash_wait: self.duration(
+                &raw.hash_wait,
+                "server.hash_wait",
+                Duration::from_millis(500),
+            ),
             identity_headers: IdentityHeaders {
                 user: self.header_name(&raw.user_header, "server.user_header", "x-authgate-user"),
                 groups: self.header_name(

@@ -29,8 +29,12 @@ pub struct Denial {
     pub status: u16,
     pub reason: &'static str,
     pub detail: Option<&'static str>,
-    /// The decision in plain words (`authgate explain`'s text).
+    /// The decision in plain words (`authgate explain`'s text), made when the dashboard asks.
     pub trace: String,
+    #[serde(skip)]
+    scheme: Option<&'static str>,
+    #[serde(skip)]
+    outcome: &'static str,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -68,9 +72,6 @@ impl Insights {
         let minute = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() / 60 * 60);
-        let trace = serde_json::to_value(r)
-            .map(|v| crate::explain::explain_json(&v))
-            .unwrap_or_default();
         let denial = Denial {
             time: crate::audit::now(),
             request_id: r.request_id.clone(),
@@ -82,7 +83,9 @@ impl Insights {
             status: r.status,
             reason,
             detail: r.detail,
-            trace,
+            trace: String::new(),
+            scheme: r.scheme,
+            outcome: r.outcome,
         };
         let Ok(mut s) = self.state.lock() else { return };
         if s.timeline.back().is_none_or(|m| m.at != minute) {
@@ -120,9 +123,20 @@ impl Insights {
             timeline: s.timeline.iter().cloned().collect(),
             top_clients: top(&s.clients, 10),
             top_users: top(&s.users, 10),
-            recent: s.recent.iter().rev().cloned().collect(),
+            recent: s.recent.iter().rev().cloned().map(with_trace).collect(),
         }
     }
+}
+
+/// Fills in the plain-words trace (only for what the dashboard shows, not on the request path).
+fn with_trace(mut d: Denial) -> Denial {
+    let v = serde_json::json!({
+        "request_id": d.request_id, "time": d.time, "method": d.method, "path": d.path,
+        "client": d.client, "route": d.route, "user": d.user, "scheme": d.scheme,
+        "outcome": d.outcome, "status": d.status, "reason": d.reason, "detail": d.detail,
+    });
+    d.trace = crate::explain::explain_json(&v);
+    d
 }
 
 fn bump(map: &mut HashMap<String, u64>, key: &str) {

@@ -65,6 +65,7 @@ pub struct Metrics {
     cache_misses: AtomicU64,
     hashes: AtomicU64,
     bans: AtomicU64,
+    busy: AtomicU64,
 }
 
 impl Metrics {
@@ -87,6 +88,7 @@ impl Metrics {
             cache_misses: AtomicU64::new(0),
             hashes: AtomicU64::new(0),
             bans: AtomicU64::new(0),
+            busy: AtomicU64::new(0),
         }
     }
 
@@ -119,6 +121,10 @@ impl Metrics {
 
     pub fn cache_miss(&self) {
         self.cache_misses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn hashing_busy(&self) {
+        self.busy.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn ban(&self) {
@@ -220,6 +226,11 @@ impl Metrics {
                 "authgate_verification_cache_misses_total",
                 "Basic verifications not in the cache.",
                 &self.cache_misses,
+            ),
+            (
+                "authgate_hashing_busy_total",
+                "Sign-ins refused with 503 because the hashing queue stayed full.",
+                &self.busy,
             ),
             (
                 "authgate_bans_total",

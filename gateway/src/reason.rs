@@ -46,6 +46,9 @@ pub enum Reason {
     /// Too many failed attempts from this client, for this user, or for this pair: banned for
     /// `retry_after` seconds, without any password being checked.
     TooManyFailures { retry_after: u64 },
+    /// The password-hashing queue stayed full for `server.hash_wait`: the attempt was not
+    /// checked (RFC 9110 §15.6.4).
+    HashingBusy,
     /// A forward-auth question from an address not in `server.trusted_proxies`.
     UntrustedForwardAuth,
     /// A forward-auth question without the original URI (`X-Forwarded-Uri` or
@@ -81,6 +84,7 @@ impl Reason {
             Reason::UpstreamUnavailable => "upstream_unavailable",
             Reason::UpstreamTimeout => "upstream_timeout",
             Reason::TooManyFailures { .. } => "too_many_failures",
+            Reason::HashingBusy => "hashing_busy",
             Reason::UntrustedForwardAuth => "untrusted_forward_auth",
             Reason::ForwardAuthIncomplete => "forward_auth_incomplete",
         }
@@ -109,6 +113,7 @@ impl Reason {
             Reason::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Reason::NoRoute => StatusCode::NOT_FOUND,
             Reason::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+            Reason::HashingBusy => StatusCode::SERVICE_UNAVAILABLE,
             Reason::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -137,6 +142,7 @@ impl Reason {
             Reason::UpstreamUnavailable => "Upstream unavailable",
             Reason::UpstreamTimeout => "Upstream timed out",
             Reason::TooManyFailures { .. } => "Too many failed attempts",
+            Reason::HashingBusy => "Too many sign-ins at once",
             Reason::UntrustedForwardAuth => "Not a trusted proxy",
             Reason::ForwardAuthIncomplete => "Forward-auth request incomplete",
         }
@@ -199,6 +205,10 @@ impl Reason {
                  again; attempts before then are refused without being checked."
             )
             .into(),
+            Reason::HashingBusy => "The server is busy checking passwords and could not check \
+                 this one. Try again in a second; requests that are already signed in are not \
+                 affected."
+                .into(),
             Reason::UntrustedForwardAuth => "Only the proxies listed in trusted_proxies may ask \
                  the forward-auth endpoint about a request."
                 .into(),
@@ -238,6 +248,7 @@ impl Reason {
             Reason::UpstreamUnavailable,
             Reason::UpstreamTimeout,
             Reason::TooManyFailures { retry_after: 60 },
+            Reason::HashingBusy,
             Reason::UntrustedForwardAuth,
             Reason::ForwardAuthIncomplete,
         ]

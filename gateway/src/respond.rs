@@ -84,9 +84,16 @@ pub fn deny(
             headers.insert(WWW_AUTHENTICATE, v.clone());
         }
     }
-    if let Reason::TooManyFailures { retry_after } = reason {
+    match reason {
         // RFC 6585 §4, RFC 9110 §10.2.3.
-        headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after));
+        Reason::TooManyFailures { retry_after } => {
+            headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after));
+        }
+        // RFC 9110 §15.6.4.
+        Reason::HashingBusy => {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        _ => {}
     }
     if matches!(reason, Reason::ConflictingFraming) {
         // RFC 9112 §6.3: the framing cannot be trusted, so neither can the rest of the stream.

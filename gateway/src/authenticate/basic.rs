@@ -65,7 +65,11 @@ impl BasicAuth {
                 .max_capacity(server.cache_capacity)
                 .time_to_live(server.cache_ttl)
                 .build_with_hasher(PrehashedKey),
-            hashing: Arc::new(HashPool::new(cores)),
+            hashing: Arc::new(HashPool::new(
+                cores,
+                server.hash_queue.saturating_mul(cores),
+                server.hash_wait,
+            )),
             metrics,
             lockout,
         }
@@ -116,15 +120,25 @@ impl BasicAuth {
                 let password = basic.password;
                 let hashing = Arc::clone(&self.hashing);
                 let metrics = Arc::clone(&self.metrics);
-                self.cache
-                    .get_with(key, async move {
-                        metrics.password_hash();
+                // try_get_with: a Busy pool is not an answer, so nothing is cached for it.
+                let computed = self
+                    .cache
+                    .try_get_with(key, async move {
                         hashing
-                            .run(move || hash.verify(password.expose().as_bytes()))
+                            .run(move || {
+                                metrics.password_hash();
+                                hash.verify(password.expose().as_bytes())
+                            })
                             .await
-                            .unwrap_or(false)
                     })
-                    .await
+                    .await;
+                match computed {
+                    Ok(v) => v,
+                    Err(_) => {
+                        self.metrics.hashing_busy();
+                        return Err((Reason::HashingBusy, Some(basic.user_id)));
+                    }
+                }
             }
         };
         self.metrics.basic_authentication(started.elapsed());

@@ -3,8 +3,10 @@
 //! Password hashes are slow on purpose, so a flood of wrong passwords is a flood of CPU work.
 //! Verification runs here, on one thread per CPU, each at nice 9, so the scheduler gives the
 //! threads that serve cached logins, anonymous routes and 401s the CPU first: a wrong-password
-//! flood slows other new logins, not the users who are already verified. The queue is bounded;
-//! when it is full, new verifications wait for room.
+//! flood slows other new logins, not the users who are already verified. The queue is bounded
+//! (`server.hash_queue`); when it is full, a new verification waits for room at most
+//! `server.hash_wait` and is then refused as [`Busy`] (answered 503 with `Retry-After`), so a
+//! flood cannot make every sign-in wait behind thousands of queued hashes.
 
 use std::sync::{Arc, Mutex};
 
@@ -13,20 +15,22 @@ use tokio::sync::{mpsc, oneshot};
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// Verifications waiting for a thread, at most.
-const QUEUE: usize = 1024;
-
 /// Crossplatform priority 25 of 0..=99 maps to nice 9 on Linux (thread-priority's mapping).
 const PRIORITY: u8 = 25;
 
 pub struct HashPool {
     tx: mpsc::Sender<Job>,
+    wait: std::time::Duration,
 }
 
+/// The pool's queue stayed full for longer than `hash_wait`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy;
+
 impl HashPool {
-    /// Starts `threads` worker threads.
-    pub fn new(threads: usize) -> Self {
-        let (tx, rx) = mpsc::channel::<Job>(QUEUE);
+    /// Starts `threads` worker threads with room for `queue` waiting verifications.
+    pub fn new(threads: usize, queue: usize, wait: std::time::Duration) -> Self {
+        let (tx, rx) = mpsc::channel::<Job>(queue.max(1));
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..threads.max(1) {
             let rx = Arc::clone(&rx);
@@ -56,19 +60,22 @@ impl HashPool {
                 tracing::error!("cannot start a hashing thread: {e}");
             }
         }
-        HashPool { tx }
+        HashPool { tx, wait }
     }
 
-    /// Runs `f` on a hashing thread and returns its result, or None if the pool is gone.
+    /// Runs `f` on a hashing thread and returns its result; [`Busy`] if the queue stayed full
+    /// for `hash_wait` (or the pool is gone).
     pub async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
-    ) -> Option<T> {
+    ) -> Result<T, Busy> {
         let (done, result) = oneshot::channel();
         let job: Job = Box::new(move || {
             let _ = done.send(f());
         });
-        self.tx.send(job).await.ok()?;
-        result.await.ok()
+        match tokio::time::timeout(self.wait, self.tx.send(job)).await {
+            Ok(Ok(())) => result.await.map_err(|_| Busy),
+            _ => Err(Busy),
+        }
     }
 }

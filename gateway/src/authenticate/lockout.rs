@@ -73,6 +73,10 @@ impl Lockout {
         let Ok(entries) = self.entries.lock() else {
             return Ok(());
         };
+        // The normal case: nobody has failed lately, so nothing to look up or allocate.
+        if entries.is_empty() {
+            return Ok(());
+        }
         let until = |k: &Key| entries.get(k).map_or(Duration::ZERO, |e| e.banned_until);
         let mut banned =
             until(&Key::Client(client)).max(until(&Key::Pair(client, user.to_string())));

@@ -13,6 +13,7 @@ mod clients;
 mod doctor;
 mod forward;
 mod forward_auth;
+mod hashing;
 mod lifecycle;
 mod lockout;
 mod metrics;

@@ -1,0 +1,96 @@
+//! The hashing budget: when the pool's queue is full, unverified attempts get 503 with
+//! Retry-After, while requests that hit the verification cache are unaffected.
+
+use crate::kit::{self, Gateway, Upstream};
+
+/// status, Retry-After, body
+type Answer = (u16, Option<String>, String);
+
+#[test]
+fn a_saturated_hash_pool_refuses_new_attempts_but_not_cached_users() {
+    let upstream = Upstream::start();
+    let config = kit::basic_config(
+        &upstream,
+        "[server]\nlisten = \"127.0.0.1:0\"\nhash_queue = 1\nhash_wait = \"20ms\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[lockout]\nenabled = false",
+    );
+    // bcrypt cost 12: each verification takes a few hundred milliseconds.
+    let gw = Gateway::start(
+        &config,
+        &[(
+            "users.htpasswd",
+            &kit::htpasswd(&["-B", "-C", "12"], "alice", "right"),
+        )],
+    );
+    assert_eq!(kit::get(&gw.url("/"), Some(("alice", "right")), &[]).0, 200);
+    upstream.clear();
+
+    let url = gw.url("/");
+    let (flood, cached): (Vec<Answer>, Vec<u16>) = kit::rt().block_on(async {
+        let c = kit::client();
+        let flood = (0..40).map(|i| {
+            let (c, url) = (c.clone(), url.clone());
+            async move {
+                let r = c
+                    .get(&url)
+                    .basic_auth("alice", Some(format!("wrong-{i}")))
+                    .header("accept", "application/json")
+                    .send()
+                    .await
+                    .expect("flood request");
+                let status = r.status().as_u16();
+                let retry = r
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                (status, retry, r.text().await.unwrap_or_default())
+            }
+        });
+        let cached = (0..20).map(|_| {
+            let (c, url) = (c.clone(), url.clone());
+            async move {
+                c.get(&url)
+                    .basic_auth("alice", Some("right"))
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
+            }
+        });
+        futures_util::future::join(
+            futures_util::future::join_all(flood),
+            futures_util::future::join_all(cached),
+        )
+        .await
+    });
+
+    assert!(
+        cached.iter().all(|s| *s == 200),
+        "cached sign-ins must be unaffected: {cached:?}"
+    );
+    assert_eq!(
+        upstream.count(),
+        20,
+        "only the cached requests reached the upstream"
+    );
+    let busy: Vec<_> = flood.iter().filter(|(s, _, _)| *s == 503).collect();
+    assert!(
+        !busy.is_empty(),
+        "the saturated pool must refuse some attempts: {:?}",
+        flood.iter().map(|f| f.0).collect::<Vec<_>>()
+    );
+    for (status, retry, body) in &flood {
+        assert!(*status == 401 || *status == 503, "{status} {body}");
+        if *status == 503 {
+            assert_eq!(retry.as_deref(), Some("1"), "{body}");
+            assert!(body.contains("\"reason\":\"hashing_busy\""), "{body}");
+        }
+    }
+    let admin = gw.admin.expect("admin");
+    let (_, _, metrics) = kit::get(&format!("http://{admin}/metrics"), None, &[]);
+    let busy_metric: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("authgate_hashing_busy_total ")?.parse().ok())
+        .expect("authgate_hashing_busy_total");
+    assert_eq!(busy_metric, busy.len() as f64);
+}

@@ -10,6 +10,7 @@ use base64::Engine as _;
 use http::{HeaderName, HeaderValue, Method, Uri};
 
 use super::jwt::Jwt;
+use super::tls::Tls;
 use super::Args;
 
 /// The credentials the user gave, by scheme.
@@ -91,6 +92,8 @@ pub struct Request {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub cookies: Vec<Cookie>,
     pub cookie_jar: Option<String>,
+    /// Trust anchors and `--insecure`.
+    pub tls: Tls,
 }
 
 impl Request {
@@ -169,7 +172,9 @@ impl Request {
             cookies = parse_cookie_jar(&text);
             cookie_jar = Some(path.display().to_string());
         }
+        let tls = Tls::new(args.cacert.as_deref(), args.insecure)?;
         Ok(Request {
+            tls,
             url,
             method,
             credentials,

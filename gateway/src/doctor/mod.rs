@@ -9,16 +9,19 @@
 //! Nothing secret is printed: not the password, not a token's signature, not a cookie.
 //! A JWT given with `--bearer` is decoded locally and sent only to the URL's origin.
 //!
-//! Stages: [`input`] (arguments and secrets) -> [`probe`] (HTTP, redirects, DNS) ->
+//! Stages: [`input`] (arguments and secrets) -> [`probe`] (HTTP, redirects, DNS; TLS from
+//! [`tls`]) ->
 //! [`challenge`] (WWW-Authenticate) and [`jwt`] (token claims) -> [`verdict`] (the cause)
 //! -> [`report`] (text or JSON).
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod challenge;
+mod digest;
 mod input;
 mod jwt;
 mod probe;
 mod report;
+mod tls;
 mod verdict;
 
 use std::path::PathBuf;
@@ -27,8 +30,7 @@ use std::process::ExitCode;
 /// Command-line arguments of `authgate doctor`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The URL that answers 401 (or should not). http:// only in this build; https:// URLs
-    /// are analysed as far as possible without TLS.
+    /// The URL that answers 401 (or should not), http:// or https://.
     pub url: String,
     /// Send HTTP Basic credentials for this user. The password comes from a prompt without
     /// echo when stdin is a terminal, else from the first line of stdin.
@@ -51,6 +53,14 @@ pub struct Args {
     /// its cookies for the URL's host.
     #[arg(long, value_name = "FILE")]
     pub cookie_jar: Option<PathBuf>,
+    /// Also trust the CA certificate(s) in this PEM file (as curl --cacert, but in
+    /// addition to the system's store).
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+    /// Do not verify TLS certificates. The report says so first, and still names what
+    /// verification would have refused.
+    #[arg(long, short = 'k')]
+    pub insecure: bool,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,

@@ -4,7 +4,8 @@
 //! Like browsers (Fetch §4.4 "HTTP-redirect fetch") and curl (without
 //! `--location-trusted`), `Authorization` is sent only to the origin of the URL given:
 //! a redirect to another origin drops it. Cookies from a jar follow their own domain and
-//! path rules. Plain HTTP only in this build: an `https` hop is recorded and not fetched.
+//! path rules. `https` hops go through rustls (see [`super::tls`]); a failed handshake is
+//! an answer of its own ([`FetchError::Tls`]).
 
 use std::fmt;
 use std::net::IpAddr;
@@ -13,10 +14,18 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use super::input::Request;
+use super::challenge;
+use super::digest::Digest;
+use super::input::{Credentials, Request};
+use super::tls::{self, TlsProblem};
+
+/// The doctor's client: HTTP/1.1 over TCP, or over rustls for `https`.
+type HttpClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
 
 /// The most redirects followed before giving up (browsers allow 20, curl 50; 10 is plenty
 /// to see a loop).
@@ -52,8 +61,8 @@ impl Attempt {
 /// Why a hop got no HTTP answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FetchError {
-    /// The URL is https and this build has no TLS client.
-    TlsUnsupported,
+    /// The TLS handshake failed: what kind of failure, and rustls' words.
+    Tls { problem: TlsProblem, detail: String },
     /// Could not connect (refused, unreachable, DNS): the error chain as text.
     Connect(String),
     /// No answer within the timeout.
@@ -65,9 +74,7 @@ pub enum FetchError {
 impl fmt::Display for FetchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::TlsUnsupported => {
-                f.write_str("https is not supported by this build of authgate doctor yet")
-            }
+            Self::Tls { detail, .. } => write!(f, "TLS: {detail}"),
             Self::Connect(e) => write!(f, "could not connect: {e}"),
             Self::Timeout => write!(f, "no answer within {} s", TIMEOUT.as_secs()),
             Self::Protocol(e) => write!(f, "broken answer: {e}"),
@@ -190,9 +197,25 @@ pub struct Resolved {
     pub addresses: Result<Vec<IpAddr>, String>,
 }
 
+/// How `--user` credentials were answered to a Digest-only server.
+#[derive(Debug, Clone)]
+pub enum DigestUse {
+    /// Digest was computed from the challenge (the password never crossed the wire).
+    Answered {
+        realm: String,
+        algorithm: String,
+        /// The first answer said `stale=true` and the doctor retried with the new nonce.
+        stale_renewed: bool,
+    },
+    /// The server offers only Digest in a form the doctor cannot answer: why.
+    Unanswerable(String),
+}
+
 /// Everything the doctor saw.
 #[derive(Debug)]
 pub struct Findings {
+    /// Set when `--user` met a server that asks for Digest and not Basic.
+    pub digest: Option<DigestUse>,
     pub anonymous: Trace,
     pub credentials: Option<Trace>,
     /// With the jar's cookies (and the credentials if any).
@@ -210,6 +233,12 @@ impl Findings {
             .unwrap_or(&self.anonymous)
     }
 
+    /// The scheme the credentials went out with, when it is not the one given (Digest
+    /// computed from `--user`).
+    pub fn sent_scheme(&self) -> Option<&'static str> {
+        matches!(self.digest, Some(DigestUse::Answered { .. })).then_some("Digest")
+    }
+
     /// Every trace, in the order tried.
     pub fn traces(&self) -> impl Iterator<Item = &Trace> {
         std::iter::once(&self.anonymous)
@@ -220,26 +249,129 @@ impl Findings {
 
 /// Runs every attempt and resolves every host seen.
 pub async fn run(request: &Request) -> Findings {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-    let authorization = request.credentials.as_ref().and_then(|c| c.authorization());
-    let anonymous = follow(&client, request, Attempt::Anonymous, None, false).await;
-    let credentials = match &authorization {
-        Some(a) => Some(follow(&client, request, Attempt::Credentials, Some(a), false).await),
-        None => None,
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config((*request.tls.config).clone())
+        .https_or_http()
+        .enable_http1()
+        .build();
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build(connector);
+    let fixed = request.credentials.as_ref().and_then(|c| c.authorization());
+    let anonymous = follow(&client, request, Attempt::Anonymous, &|_, _| None, false).await;
+
+    // `--user` against a server that asks for Digest and not Basic: answer Digest, as
+    // curl --anyauth and browsers do.
+    let mut digest = None;
+    let mut digest_use = None;
+    if let Some(Credentials::Basic { .. }) = &request.credentials {
+        if let Some(answer) = anonymous.answer().filter(|a| a.status.as_u16() == 401) {
+            let report = challenge::Report::of(answer);
+            if report.find("Basic").is_none() {
+                match Digest::choose(&report.challenges) {
+                    Some(Ok(d)) => digest = Some(d),
+                    Some(Err(why)) => digest_use = Some(DigestUse::Unanswerable(why)),
+                    None => {}
+                }
+            }
+        }
+    }
+    let nc = std::cell::Cell::new(0u32);
+    let cnonce = format!("{:032x}", rand::random::<u128>());
+    let digest_auth = |d: &Digest, method: &Method, url: &Uri| -> Option<HeaderValue> {
+        let Some(Credentials::Basic { user, password }) = &request.credentials else {
+            return None;
+        };
+        nc.set(nc.get() + 1);
+        let target = url.path_and_query().map_or("/", |p| p.as_str());
+        let value = d.authorization(
+            user,
+            password.expose(),
+            method.as_str(),
+            target,
+            nc.get(),
+            &cnonce,
+        );
+        let mut v = HeaderValue::from_str(&value.to_string()).ok()?;
+        v.set_sensitive(true);
+        Some(v)
+    };
+
+    let credentials = if let Some(d) = &digest {
+        let mut trace = follow(
+            &client,
+            request,
+            Attempt::Credentials,
+            &|m, u| digest_auth(d, m, u),
+            false,
+        )
+        .await;
+        // RFC 7616 §3.3: stale=true means the password was right but the nonce had
+        // expired; a client retries once with the new nonce without asking the user.
+        let renewed = trace
+            .answer()
+            .filter(|a| a.status.as_u16() == 401)
+            .and_then(|a| Digest::choose(&challenge::Report::of(a).challenges))
+            .and_then(Result::ok)
+            .filter(|fresh| fresh.stale);
+        let stale_renewed = renewed.is_some();
+        if let Some(fresh) = renewed {
+            nc.set(0);
+            trace = follow(
+                &client,
+                request,
+                Attempt::Credentials,
+                &|m, u| digest_auth(&fresh, m, u),
+                false,
+            )
+            .await;
+        }
+        digest_use = Some(DigestUse::Answered {
+            realm: d.realm.clone(),
+            algorithm: d.algorithm_name.clone(),
+            stale_renewed,
+        });
+        Some(trace)
+    } else {
+        match &fixed {
+            Some(a) => Some(
+                follow(
+                    &client,
+                    request,
+                    Attempt::Credentials,
+                    &|_, _| Some(a.clone()),
+                    false,
+                )
+                .await,
+            ),
+            None => None,
+        }
     };
     let cookies = if request.cookies.is_empty() {
         None
     } else {
-        Some(
-            follow(
-                &client,
-                request,
-                Attempt::Cookies,
-                authorization.as_ref(),
-                true,
-            )
-            .await,
-        )
+        let trace = match (&digest, &fixed) {
+            (Some(d), _) => {
+                follow(
+                    &client,
+                    request,
+                    Attempt::Cookies,
+                    &|m, u| digest_auth(d, m, u),
+                    true,
+                )
+                .await
+            }
+            (None, Some(a)) => {
+                follow(
+                    &client,
+                    request,
+                    Attempt::Cookies,
+                    &|_, _| Some(a.clone()),
+                    true,
+                )
+                .await
+            }
+            (None, None) => follow(&client, request, Attempt::Cookies, &|_, _| None, true).await,
+        };
+        Some(trace)
     };
     let local_time = SystemTime::now();
     let mut resolved: Vec<Resolved> = Vec::new();
@@ -261,6 +393,7 @@ pub async fn run(request: &Request) -> Findings {
         });
     }
     Findings {
+        digest: digest_use,
         anonymous,
         credentials,
         cookies,
@@ -306,10 +439,10 @@ pub fn origin(url: &Uri) -> String {
 }
 
 async fn follow(
-    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
+    client: &HttpClient,
     request: &Request,
     attempt: Attempt,
-    authorization: Option<&HeaderValue>,
+    authorization: &dyn Fn(&Method, &Uri) -> Option<HeaderValue>,
     with_cookies: bool,
 ) -> Trace {
     let start_origin = origin(&request.url);
@@ -319,14 +452,26 @@ async fn follow(
     let mut hops: Vec<Hop> = Vec::new();
     for _ in 0..=MAX_REDIRECTS {
         let same_origin = origin(&url) == start_origin;
-        let auth = authorization.filter(|_| same_origin);
+        let auth = if same_origin {
+            authorization(&method, &url)
+        } else {
+            None
+        };
         let cookie = if with_cookies {
             cookie_header(request, &url)
         } else {
             None
         };
         let sent_cookies = cookie.as_ref().map_or(0, |(n, _)| *n);
-        let outcome = send(client, request, &method, &url, auth, cookie.map(|(_, v)| v)).await;
+        let outcome = send(
+            client,
+            request,
+            &method,
+            &url,
+            auth.as_ref(),
+            cookie.map(|(_, v)| v),
+        )
+        .await;
         let next = outcome
             .as_ref()
             .ok()
@@ -390,16 +535,13 @@ fn cookie_header(request: &Request, url: &Uri) -> Option<(usize, HeaderValue)> {
 }
 
 async fn send(
-    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
+    client: &HttpClient,
     request: &Request,
     method: &Method,
     url: &Uri,
     authorization: Option<&HeaderValue>,
     cookie: Option<HeaderValue>,
 ) -> Result<Answer, FetchError> {
-    if url.scheme_str() == Some("https") {
-        return Err(FetchError::TlsUnsupported);
-    }
     let mut builder = http::Request::builder()
         .method(method.clone())
         .uri(url.clone())
@@ -423,7 +565,9 @@ async fn send(
     let exchange = async {
         let resp = client.request(req).await.map_err(|e| {
             let chain = error_chain(&e);
-            if e.is_connect() {
+            if let Some((problem, detail)) = tls::find_error(&e) {
+                FetchError::Tls { problem, detail }
+            } else if e.is_connect() {
                 FetchError::Connect(chain)
             } else {
                 FetchError::Protocol(chain)

@@ -7,7 +7,7 @@ use http::Uri;
 use serde_json::{json, Value};
 
 use super::input::{Credentials, Request};
-use super::probe::{Findings, Hop};
+use super::probe::{FetchError, Findings, Hop};
 use super::verdict::Verdict;
 
 /// A URL for display: user-info (which may hold a password) is redacted.
@@ -31,6 +31,10 @@ fn hop_json(attempt: &str, hop: &Hop) -> Value {
         ),
         Err(e) => (None, None, Some(e.to_string())),
     };
+    let tls_problem = match &hop.outcome {
+        Err(FetchError::Tls { problem, .. }) => Some(problem.code()),
+        _ => None,
+    };
     json!({
         "attempt": attempt,
         "method": hop.method.as_str(),
@@ -41,6 +45,7 @@ fn hop_json(attempt: &str, hop: &Hop) -> Value {
         "sent_cookies": hop.sent_cookies,
         "notes": hop.notes.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "error": error,
+        "tls_problem": tls_problem,
     })
 }
 
@@ -94,6 +99,8 @@ pub fn json(request: &Request, findings: &Findings, verdict: &Verdict) -> String
         status: Option<u16>,
         exit_code: u8,
         url: String,
+        /// `--insecure`: certificates were not verified.
+        insecure: bool,
         credentials: Option<&'a str>,
         hops: Vec<Value>,
         challenges: Vec<Value>,
@@ -112,7 +119,10 @@ pub fn json(request: &Request, findings: &Findings, verdict: &Verdict) -> String
         status: verdict.status,
         exit_code: verdict.exit_code(),
         url: shown(&request.url),
-        credentials: request.credentials.as_ref().map(Credentials::scheme),
+        insecure: request.tls.skipped.is_some(),
+        credentials: findings
+            .sent_scheme()
+            .or_else(|| request.credentials.as_ref().map(Credentials::scheme)),
         hops,
         challenges,
         challenge_raw: &verdict.challenges.raw,
@@ -129,6 +139,12 @@ pub fn text(request: &Request, findings: &Findings, verdict: &Verdict) -> String
     let status = verdict
         .status
         .map_or_else(|| "no answer".to_owned(), |s| s.to_string());
+    if request.tls.skipped.is_some() {
+        let _ = writeln!(
+            o,
+            "WARNING: --insecure: TLS certificates were NOT verified; this is not what a real client sees."
+        );
+    }
     let _ = writeln!(o, "{}", verdict.sentence);
     let _ = writeln!(o, "Fix: {}", verdict.fix);
     let _ = writeln!(

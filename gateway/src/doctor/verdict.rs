@@ -13,7 +13,8 @@ use authgate_proto::{Challenge, Problem};
 use super::challenge::{self, Issue};
 use super::input::{Credentials, Request};
 use super::jwt::Jwt;
-use super::probe::{origin, Answer, FetchError, Findings, RedirectNote, Trace};
+use super::probe::{origin, Answer, DigestUse, FetchError, Findings, RedirectNote, Trace};
+use super::tls::TlsProblem;
 
 /// Clock differences below this are normal (RFC 7519 §4.1.4 "some small leeway").
 const SKEW: i64 = 60;
@@ -24,7 +25,7 @@ pub enum Cause {
     Ok,
     Unreachable,
     DnsFailure,
-    TlsUnsupported,
+    TlsError,
     RedirectLoop,
     RedirectDropsCredentials,
     HttpsDowngrade,
@@ -45,6 +46,7 @@ pub enum Cause {
     ClockSkew,
     InsufficientScope,
     StaleCookie,
+    StaleNonce,
     Forbidden,
     NotFound,
     ProxyAuthRequired,
@@ -59,7 +61,7 @@ impl Cause {
             Self::Ok => "ok",
             Self::Unreachable => "unreachable",
             Self::DnsFailure => "dns_failure",
-            Self::TlsUnsupported => "tls_unsupported",
+            Self::TlsError => "tls_error",
             Self::RedirectLoop => "redirect_loop",
             Self::RedirectDropsCredentials => "redirect_drops_credentials",
             Self::HttpsDowngrade => "https_downgrade",
@@ -80,6 +82,7 @@ impl Cause {
             Self::ClockSkew => "clock_skew",
             Self::InsufficientScope => "insufficient_scope",
             Self::StaleCookie => "stale_cookie",
+            Self::StaleNonce => "stale_nonce",
             Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",
             Self::ProxyAuthRequired => "proxy_auth_required",
@@ -110,7 +113,7 @@ impl Verdict {
     pub fn exit_code(&self) -> u8 {
         match self.cause {
             Cause::Ok => 0,
-            Cause::Unreachable | Cause::DnsFailure | Cause::TlsUnsupported => 2,
+            Cause::Unreachable | Cause::DnsFailure | Cause::TlsError => 2,
             _ => 1,
         }
     }
@@ -205,6 +208,20 @@ pub fn decide(request: &Request, findings: &Findings) -> Verdict {
     let mut b = Builder {
         evidence: Vec::new(),
     };
+    if request.tls.skipped.is_some() {
+        let problems = request.tls.skipped_problems();
+        b.say(if request.tls.unverified() == 0 {
+            "WARNING: --insecure: TLS certificates are not verified (no server presented one)"
+                .to_owned()
+        } else if problems.is_empty() {
+            "WARNING: --insecure: TLS certificates were NOT verified (they would have passed)".to_owned()
+        } else {
+            format!(
+                "WARNING: --insecure: TLS certificates were NOT verified; a verifying client would refuse: {}",
+                problems.join("; ")
+            )
+        });
+    }
     let (cause, sentence, fix) = diagnose(request, findings, trace, &challenges, &mut b);
     general_evidence(request, findings, trace, &challenges, &mut b);
     Verdict {
@@ -370,14 +387,59 @@ fn unreachable(findings: &Findings, trace: &Trace, e: &FetchError, b: &mut Build
         String::new()
     };
     match e {
-        FetchError::TlsUnsupported => (
-            Cause::TlsUnsupported,
-            format!(
-                "{last_url} is https{via}, which this build of authgate doctor cannot fetch yet."
-            ),
-            "Check the https URL with curl -v; the redirects and DNS answers up to it are below."
-                .into(),
-        ),
+        FetchError::Tls { problem, detail } => {
+            b.say(format!("TLS with {last_url}: {detail}"));
+            let host = trace
+                .last()
+                .and_then(|h| super::probe::host_port(&h.url))
+                .map(|(h, _)| h)
+                .unwrap_or_default();
+            let (what, fix) = match problem {
+                TlsProblem::UnknownIssuer => (
+                    "is not issued by an authority this machine trusts (a self-signed certificate, a private CA, or a server that does not send its intermediate certificates)".to_owned(),
+                    "If the CA is yours, trust it: `authgate doctor URL --cacert ca.pem` (curl --cacert ca.pem), or install it in the system store (update-ca-certificates); for a public site, make the server send the full chain (nginx: ssl_certificate fullchain.pem).".to_owned(),
+                ),
+                TlsProblem::CaAsServerCert => (
+                    "is a CA certificate (basicConstraints CA:TRUE, as `openssl req -x509` makes by default), which rustls and other webpki-based clients refuse as a server's own certificate even when it is trusted (curl with OpenSSL accepts it with --cacert)".to_owned(),
+                    "Issue the server a leaf certificate (CA:FALSE, extendedKeyUsage serverAuth, the host in subjectAltName) signed by a CA, and trust that CA with --cacert; `mkcert` or `openssl x509 -req -CA` do this.".to_owned(),
+                ),
+                TlsProblem::Expired => (
+                    "has expired".to_owned(),
+                    "Renew the certificate (certbot renew, then reload the server); if it should still be valid, check this machine's clock.".to_owned(),
+                ),
+                TlsProblem::NotYetValid => (
+                    "is not valid yet".to_owned(),
+                    "Check this machine's clock (timedatectl); if the clock is right, the server was given a certificate issued for later.".to_owned(),
+                ),
+                TlsProblem::NameMismatch => (
+                    format!("does not name the host {host}"),
+                    format!("Use the host name the certificate was issued for, or reissue it with {host} in its subjectAltName; an IP address must be listed as an IP SAN."),
+                ),
+                TlsProblem::Revoked => (
+                    "is revoked".to_owned(),
+                    "Install a new certificate on the server.".to_owned(),
+                ),
+                TlsProblem::NotTls => {
+                    return (
+                        Cause::TlsError,
+                        format!("{last_url}{via} does not speak TLS on this port: the answer to the TLS handshake is not TLS (often plain HTTP)."),
+                        "Use http:// for this port, or the server's https port.".into(),
+                    )
+                }
+                TlsProblem::Refused | TlsProblem::Other => {
+                    return (
+                        Cause::TlsError,
+                        format!("TLS with {last_url}{via} fails: {detail}."),
+                        "Compare with `curl -v` or `openssl s_client -connect HOST:PORT -servername HOST`: the server may need a newer TLS version, another cipher, the right SNI name, or a client certificate.".into(),
+                    )
+                }
+            };
+            (
+                Cause::TlsError,
+                format!("The server's TLS certificate {what}, so a verifying client stops before sending the request ({last_url}{via})."),
+                fix,
+            )
+        }
         FetchError::Connect(detail) => {
             let host = trace.last().and_then(|h| super::probe::host_port(&h.url));
             let dns = host.as_ref().and_then(|(h, p)| {
@@ -525,7 +587,25 @@ fn diagnose_401(
             "Read the evidence below.".into(),
         );
     };
-    let sent_scheme = creds.scheme();
+    let sent_scheme = findings.sent_scheme().unwrap_or_else(|| creds.scheme());
+    match &findings.digest {
+        Some(DigestUse::Answered {
+            realm,
+            algorithm,
+            stale_renewed,
+        }) => {
+            b.say(format!("the server asks for Digest, so the doctor answered it with the password given (algorithm {algorithm}, realm \"{realm}\"); the password itself is never sent"));
+            if *stale_renewed {
+                b.say("the first Digest answer came back with stale=true: the nonce had expired, not the password; the doctor retried with the server's new nonce, as browsers and curl do without asking (a harmless renewal, RFC 7616 §3.3)");
+            }
+        }
+        Some(DigestUse::Unanswerable(why)) => {
+            b.say(format!(
+                "the server asks for Digest, which the doctor cannot answer here: {why}"
+            ));
+        }
+        None => {}
+    }
 
     // authgate says exactly why; trust it over any heuristic.
     match said.reason.as_deref() {
@@ -553,13 +633,15 @@ fn diagnose_401(
     if !challenges.challenges.is_empty() && challenges.find(sent_scheme).is_none() {
         return scheme_mismatch(sent_scheme, challenges);
     }
-    if let Some(d) = basic_encoding(creds, challenges, b) {
-        return d;
+    if sent_scheme.eq_ignore_ascii_case("Basic") {
+        if let Some(d) = basic_encoding(creds, challenges, b) {
+            return d;
+        }
     }
     if let Credentials::Bearer { jwt, .. } = creds {
         return diagnose_token(jwt.as_ref(), findings, answer, said, request, b);
     }
-    if let Some(d) = digest_stale(challenges, b) {
+    if let Some(d) = digest_stale(findings, challenges, b) {
         return d;
     }
     let (user_words, fix) = match creds {
@@ -628,14 +710,36 @@ fn basic_encoding(
     None
 }
 
-fn digest_stale(challenges: &challenge::Report, b: &mut Builder) -> Option<Diagnosis> {
+/// Digest `stale=true` (RFC 7616 §3.3): the response was right for the password, only the
+/// nonce had expired. A client that computes Digest itself retries with the new nonce (the
+/// doctor did); a Digest header given with `--header` was computed once, for an old nonce.
+fn digest_stale(
+    findings: &Findings,
+    challenges: &challenge::Report,
+    b: &mut Builder,
+) -> Option<Diagnosis> {
     let d = challenges.find("Digest")?;
-    if d.get("stale")
+    if !d
+        .get("stale")
         .is_some_and(|s| s.eq_ignore_ascii_case("true"))
     {
-        b.say("the Digest challenge says stale=true: the credentials were right but the nonce expired; clients retry with the new nonce without asking (RFC 7616 §3.3)");
+        return None;
     }
-    None
+    b.say("the Digest challenge says stale=true: the credentials were right but the nonce expired; clients retry with the new nonce without asking (RFC 7616 §3.3)");
+    if findings.digest.is_some() {
+        // The doctor computed Digest itself and retried once: still stale means the
+        // server expires nonces faster than a request round trip.
+        return Some((
+            Cause::StaleNonce,
+            "The server calls every nonce stale (stale=true), even one used right after it was issued: its nonce lifetime is shorter than a round trip or its clock jumps.".into(),
+            "Raise the server's nonce lifetime (Apache: AuthDigestNonceLifetime, default 300 s) and check its clock.".into(),
+        ));
+    }
+    Some((
+        Cause::StaleNonce,
+        "The Digest Authorization header was computed for a nonce that has since expired (stale=true): the password was right, and the server only asks for its new nonce, a harmless renewal that browsers and curl --digest do by themselves; a Digest header copied from another request stops working this way.".into(),
+        "Let the client compute Digest for each request (`curl --digest -u NAME URL`, or `authgate doctor URL --user NAME`) instead of replaying an Authorization: Digest header.".into(),
+    ))
 }
 
 fn diagnose_token(
@@ -823,7 +927,7 @@ fn general_evidence(
         let sent = trace.hops.iter().filter(|h| h.sent_credentials).count();
         b.say(format!(
             "{} credentials sent on {sent} of {} hop(s) (only to {})",
-            c.scheme(),
+            findings.sent_scheme().unwrap_or_else(|| c.scheme()),
             trace.hops.len(),
             origin(&request.url)
         ));
@@ -872,7 +976,12 @@ fn how_to_send(challenges: &challenge::Report) -> String {
             "`authgate doctor URL --bearer TOKEN` or `curl -H 'Authorization: Bearer TOKEN' URL`"
                 .into()
         }
-        Some(c) if c.is_scheme("Digest") => "`curl --digest -u NAME URL`".into(),
+        Some(c) if c.is_scheme("Digest") => format!(
+            "`authgate doctor URL --user NAME` (answers Digest) or `curl --digest -u NAME URL`{}",
+            c.realm()
+                .map(|r| format!(" (realm \"{r}\")"))
+                .unwrap_or_default()
+        ),
         Some(c) if c.is_scheme("Negotiate") => "`kinit` then `curl --negotiate -u : URL`".into(),
         Some(c) => format!("the {} scheme", c.scheme),
         None => "the scheme the server's documentation names".into(),

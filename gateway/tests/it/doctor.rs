@@ -178,9 +178,10 @@ fn doctor_usage_errors_exit_2() {
 }
 
 #[test]
-fn doctor_https_says_tls_is_not_supported() {
-    let r = doctor(&["https://127.0.0.1:1/"], None);
-    r.expect("tls_unsupported", 2);
+fn doctor_https_nothing_listening_is_unreachable() {
+    let port = free_port("127.0.0.1").port();
+    let r = doctor(&[&format!("https://127.0.0.1:{port}/")], None);
+    r.expect("unreachable", 2);
 }
 
 // ---- nginx ----------------------------------------------------------------------------
@@ -208,9 +209,15 @@ fn free_port(ip: &str) -> SocketAddr {
 
 impl Nginx {
     fn start() -> Nginx {
+        Self::start_with(&|_| String::new(), &[])
+    }
+
+    /// nginx with `servers(one)` (more `server {}` blocks, given the main server's
+    /// address) added, and also listening on `ports`.
+    fn start_with(servers: &dyn Fn(SocketAddr) -> String, ports: &[SocketAddr]) -> Nginx {
         let mut last = String::new();
         for _ in 0..2 {
-            match Self::try_start() {
+            match Self::try_start(servers, ports) {
                 Ok(n) => return n,
                 Err(e) => last = e,
             }
@@ -218,7 +225,10 @@ impl Nginx {
         panic!("nginx did not start:\n{last}");
     }
 
-    fn try_start() -> Result<Nginx, String> {
+    fn try_start(
+        servers: &dyn Fn(SocketAddr) -> String,
+        ports: &[SocketAddr],
+    ) -> Result<Nginx, String> {
         let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
             .into_iter()
             .find(|p| Path::new(p).is_file())
@@ -226,6 +236,7 @@ impl Nginx {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path().display().to_string();
         let (one, two) = (free_port("127.0.0.1"), free_port("127.0.0.2"));
+        let servers = servers(one);
         let config = format!(
             r#"pid {d}/nginx.pid;
 events {{ worker_connections 64; }}
@@ -246,6 +257,14 @@ http {{
             return 401;
         }}
         location = /elsewhere {{ return 302 http://{two}/private; }}
+        location = /basic {{
+            add_header WWW-Authenticate 'Basic realm="plain"' always;
+            return 401;
+        }}
+        location = /api/invalid {{
+            add_header WWW-Authenticate 'Bearer realm="api", error="invalid_token"' always;
+            return 401;
+        }}
         location = /api/expired {{
             add_header WWW-Authenticate 'Bearer realm="api", error="invalid_token", error_description="The access token expired"' always;
             return 401;
@@ -262,6 +281,7 @@ http {{
             return 401;
         }}
     }}
+{servers}
 }}
 "#
         );
@@ -294,7 +314,7 @@ http {{
             }
             let up =
                 |a: &SocketAddr| TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok();
-            if up(&one) && up(&two) {
+            if up(&one) && up(&two) && ports.iter().all(up) {
                 return Ok(n);
             }
             if Instant::now() > deadline {
@@ -586,4 +606,452 @@ fn doctor_stale_cookie_from_jar() {
     );
     r.expect("stale_cookie", 1);
     assert!(!r.stdout.contains("session=old"), "{}", r.stdout);
+}
+
+#[test]
+fn doctor_nginx_not_yet_valid_jwt() {
+    let n = Nginx::start();
+    let token = jwt(&format!(
+        r#"{{"sub":"alice","aud":"127.0.0.1","nbf":{},"exp":{}}}"#,
+        now() + 3600,
+        now() + 7200
+    ));
+    let r = doctor(&[&n.url("/api/invalid"), "--bearer", &token], None);
+    r.expect("token_not_yet_valid", 1);
+    assert!(
+        r.json["evidence"].as_array().is_some_and(|e| e
+            .iter()
+            .any(|l| l.as_str().unwrap_or_default().contains("nbf"))),
+        "{}",
+        r.stdout
+    );
+}
+
+// ---- https: real nginx with a certificate from a CA made at test time -------------------
+
+/// A CA and a server certificate for 127.0.0.1 only (not for `localhost`), made with the `openssl` CLI.
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("the openssl CLI must be installed (Debian package `openssl`)");
+            assert!(
+                out.status.success(),
+                "openssl {args:?} failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        std::fs::write(
+            dir.path().join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+             keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("write ext");
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        run(&[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=doctor test CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        ]
+        .concat());
+        run(&[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat());
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ]);
+        Pki { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+}
+
+#[test]
+fn doctor_https_to_http_redirect_is_https_downgrade() {
+    let pki = Pki::new();
+    let tls = free_port("127.0.0.1");
+    let (cert, key) = (pki.path("server.pem"), pki.path("server.key"));
+    let n = Nginx::start_with(
+        &|one| {
+            format!(
+                r#"    server {{
+        listen {tls} ssl;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        location = /ok {{ return 200 "ok\n"; }}
+        # A proxy that builds Location from its plain-http upstream's view.
+        location = /down {{ return 302 http://{one}/basic; }}
+    }}"#
+            )
+        },
+        &[tls],
+    );
+    let cacert = pki.path("ca.pem");
+    let down = format!("https://{tls}/down");
+
+    // Trusted through --cacert: the certificate is fine, the redirect is the cause.
+    let r = doctor(
+        &[&down, "--cacert", &cacert, "--user", "alice"],
+        Some("pw\n"),
+    );
+    r.expect("https_downgrade", 1);
+    let with: Vec<&Value> = r.json["hops"]
+        .as_array()
+        .expect("hops")
+        .iter()
+        .filter(|h| h["attempt"] == "with credentials")
+        .collect();
+    assert_eq!(with.len(), 2, "{}", r.stdout);
+    assert_eq!(with[0]["status"], 302, "{}", r.stdout);
+    assert_eq!(with[1]["status"], 401, "{}", r.stdout);
+    assert_eq!(r.json["insecure"], false);
+    doctor(&[&format!("https://{tls}/ok"), "--cacert", &cacert], None).expect("ok", 0);
+
+    // The same server without --cacert: its issuer is unknown to this machine.
+    let r = doctor(&[&down], None);
+    r.expect("tls_error", 2);
+    assert_eq!(
+        r.json["hops"][0]["tls_problem"], "unknown_issuer",
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.json["verdict"]["fix"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("--cacert"),
+        "{}",
+        r.stdout
+    );
+
+    // --insecure goes on, and says first what verification would have refused.
+    let r = doctor(&[&down, "--insecure"], None);
+    r.expect("https_downgrade", 1);
+    assert_eq!(r.json["insecure"], true);
+    let first = r.json["evidence"][0].as_str().unwrap_or_default();
+    assert!(
+        first.starts_with("WARNING: --insecure") && first.contains("not issued by an authority"),
+        "{}",
+        r.stdout
+    );
+
+    // The certificate names 127.0.0.1, not localhost.
+    let r = doctor(
+        &[
+            &format!("https://localhost:{}/ok", tls.port()),
+            "--cacert",
+            &cacert,
+        ],
+        None,
+    );
+    r.expect("tls_error", 2);
+    assert_eq!(
+        r.json["hops"][0]["tls_problem"], "name_mismatch",
+        "{}",
+        r.stdout
+    );
+
+    // https:// to a plain-http port.
+    let r = doctor(&[&format!("https://{}/ok", n.one)], None);
+    r.expect("tls_error", 2);
+    assert_eq!(r.json["hops"][0]["tls_problem"], "not_tls", "{}", r.stdout);
+}
+
+// ---- Caddy and Apache httpd ------------------------------------------------------------
+
+/// A server started from a config in its own temp dir, on a free loopback port; killed on
+/// drop. Its output goes to `stderr.log` in the dir, shown when it fails to start.
+struct Daemon {
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Daemon {
+    /// Calls `setup(dir, addr)` for the command to run (two tries, in case another test
+    /// took the port between bind and spawn) and waits until it listens.
+    fn start(name: &str, setup: &dyn Fn(&Path, SocketAddr) -> Command) -> Daemon {
+        let mut last = String::new();
+        for _ in 0..2 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let addr = free_port("127.0.0.1");
+            let mut cmd = setup(dir.path(), addr);
+            let log = std::fs::File::create(dir.path().join("stderr.log")).expect("log");
+            let child = cmd
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("dup"))
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+            let mut d = Daemon { addr, dir, child };
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                if let Ok(Some(status)) = d.child.try_wait() {
+                    last = format!("{name} exited ({status}); log:\n{}", d.log());
+                    break;
+                }
+                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                    return d;
+                }
+                if Instant::now() > deadline {
+                    last = format!("{name} not listening on {addr} after 15 s:\n{}", d.log());
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        panic!("{last}");
+    }
+
+    fn log(&self) -> String {
+        ["stderr.log", "error.log"]
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(self.dir.path().join(f)).ok())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+/// Debian's caddy 2.6 with `basicauth` on /private/* (alice / alice-password, bcrypt cost
+/// 4 so that each check is quick).
+fn caddy() -> Daemon {
+    let line = kit::htpasswd(&["-B", "-C", "4"], "alice", "alice-password");
+    let hash = line
+        .trim()
+        .split_once(':')
+        .map(|(_, h)| h.to_owned())
+        .expect("hash");
+    Daemon::start("caddy", &|dir, addr| {
+        let config = format!(
+            "{{\n\tadmin off\n\tauto_https off\n}}\n\
+             http://{addr} {{\n\tbasicauth /private/* {{\n\t\talice {hash}\n\t}}\n\trespond \"ok\" 200\n}}\n"
+        );
+        std::fs::write(dir.join("Caddyfile"), &config).expect("write Caddyfile");
+        let mut c = Command::new("caddy");
+        c.args(["run", "--adapter", "caddyfile", "--config"])
+            .arg(dir.join("Caddyfile"))
+            .env("HOME", dir)
+            .env("XDG_DATA_HOME", dir.join("data"))
+            .env("XDG_CONFIG_HOME", dir.join("config"))
+            .current_dir(dir);
+        c
+    })
+}
+
+#[test]
+fn doctor_caddy_basicauth_wrong_and_missing_credentials() {
+    let c = caddy();
+    let url = c.url("/private/report");
+    let r = doctor(&[&url, "--user", "alice"], Some("wrong-password\n"));
+    r.expect("wrong_credentials", 1);
+    assert_eq!(r.json["challenges"][0]["scheme"], "Basic", "{}", r.stdout);
+    assert!(!r.stdout.contains("wrong-password"), "{}", r.stdout);
+    let r = doctor(&[&url], None);
+    r.expect("no_credentials", 1);
+    let r = doctor(&[&url, "--user", "alice"], Some("alice-password\n"));
+    r.expect("ok", 0);
+}
+
+fn md5_hex(s: &str) -> String {
+    use md5::Digest as _;
+    md5::Md5::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Debian's Apache httpd 2.4 (`apache2`, one process with -X) with `mod_auth_digest`:
+/// /private/ and /fast/ need Digest for alice / alice-password in the realm "private area";
+/// /fast/ expires nonces after 1 s (AuthDigestNonceLifetime) to show `stale=true`.
+fn apache() -> Daemon {
+    Daemon::start("apache2", &|dir, addr| {
+        let d = dir.display();
+        let realm = "private area";
+        let ha1 = md5_hex(&format!("alice:{realm}:alice-password"));
+        std::fs::write(dir.join("htdigest"), format!("alice:{realm}:{ha1}\n")).expect("htdigest");
+        for sub in ["private", "fast"] {
+            std::fs::create_dir_all(dir.join("www").join(sub)).expect("mkdir");
+            std::fs::write(dir.join("www").join(sub).join("index.html"), "ok\n").expect("page");
+        }
+        let modules = "/usr/lib/apache2/modules";
+        let load = [
+            ("mpm_event", "mod_mpm_event"),
+            ("authn_core", "mod_authn_core"),
+            ("authn_file", "mod_authn_file"),
+            ("authz_core", "mod_authz_core"),
+            ("authz_user", "mod_authz_user"),
+            ("auth_digest", "mod_auth_digest"),
+        ]
+        .iter()
+        .map(|(m, f)| format!("LoadModule {m}_module {modules}/{f}.so\n"))
+        .collect::<String>();
+        let digest = format!(
+            "AuthType Digest\n  AuthName \"{realm}\"\n  AuthDigestProvider file\n  \
+             AuthUserFile \"{d}/htdigest\"\n  Require valid-user\n"
+        );
+        let config = format!(
+            "ServerRoot \"{d}\"\nServerName 127.0.0.1\nListen {addr}\nPidFile \"{d}/httpd.pid\"\n\
+             DefaultRuntimeDir \"{d}\"\nErrorLog \"{d}/error.log\"\nLogLevel info\n{load}\
+             DocumentRoot \"{d}/www\"\n<Directory \"{d}/www\">\n  Require all granted\n</Directory>\n\
+             <Location \"/private/\">\n  {digest}</Location>\n\
+             <Location \"/fast/\">\n  {digest}  AuthDigestNonceLifetime 1\n</Location>\n"
+        );
+        std::fs::write(dir.join("httpd.conf"), &config).expect("write httpd.conf");
+        let bin = ["/usr/sbin/apache2", "/usr/sbin/httpd"]
+            .into_iter()
+            .find(|p| Path::new(p).is_file())
+            .expect("Apache httpd must be installed (Debian package `apache2`)");
+        let mut c = Command::new(bin);
+        c.arg("-X")
+            .arg("-d")
+            .arg(dir)
+            .arg("-f")
+            .arg(dir.join("httpd.conf"))
+            .current_dir(dir);
+        c
+    })
+}
+
+#[test]
+fn doctor_apache_digest_no_wrong_and_right_credentials() {
+    let a = apache();
+    let url = a.url("/private/index.html");
+    let r = doctor(&[&url], None);
+    r.expect("no_credentials", 1);
+    assert_eq!(r.json["challenges"][0]["scheme"], "Digest", "{}", r.stdout);
+    assert!(
+        r.json["verdict"]["fix"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("--user"),
+        "{}",
+        r.stdout
+    );
+
+    // --user answers the Digest challenge (Apache offers only MD5 with qop=auth).
+    let r = doctor(&[&url, "--user", "alice"], Some("wrong-password\n"));
+    r.expect("wrong_credentials", 1);
+    assert_eq!(r.json["credentials"], "Digest", "{}", r.stdout);
+    assert!(!r.stdout.contains("wrong-password"), "{}", r.stdout);
+
+    let r = doctor(&[&url, "--user", "alice"], Some("alice-password\n"));
+    r.expect("ok", 0);
+}
+
+/// Issue 8 "Digest stale nonce": a Digest header computed once (as copied from a browser's
+/// request) and replayed after the nonce expired is answered 401 with `stale=true`; the
+/// doctor says the password was right and the nonce only needs renewing.
+#[test]
+fn doctor_apache_digest_stale_nonce_is_harmless_renewal() {
+    let a = apache();
+    let path = "/fast/index.html";
+    let first = kit::raw(
+        a.addr,
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            a.addr
+        )
+        .as_bytes(),
+    );
+    let nonce = first
+        .head
+        .lines()
+        .find(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("www-authenticate: digest")
+        })
+        .and_then(|l| l.split("nonce=\"").nth(1))
+        .and_then(|n| n.split('"').next())
+        .unwrap_or_else(|| panic!("no Digest nonce in:\n{}", first.head))
+        .to_owned();
+    // Apache's clock cannot be injected: wait out the 1 s nonce lifetime (bounded).
+    std::thread::sleep(Duration::from_millis(1500));
+    let realm = "private area";
+    let (nc, cnonce) = ("00000001", "0a4f113b");
+    let ha1 = md5_hex(&format!("alice:{realm}:alice-password"));
+    let ha2 = md5_hex(&format!("GET:{path}"));
+    let response = md5_hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"));
+    let header = format!(
+        "Authorization: Digest username=\"alice\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{path}\", \
+         algorithm=MD5, response=\"{response}\", qop=auth, nc={nc}, cnonce=\"{cnonce}\""
+    );
+    let r = doctor(&[&a.url(path), "-H", &header], None);
+    r.expect("stale_nonce", 1);
+    assert!(
+        r.json["challenges"][0]["params"]
+            .as_array()
+            .is_some_and(|p| p
+                .iter()
+                .any(|p| p["name"] == "stale" && p["value"] == "true")),
+        "Apache's challenge says stale=true: {}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains(&response), "{}", r.stdout);
+    // A client that computes Digest per request (the doctor with --user) just works.
+    let r = doctor(&[&a.url(path), "--user", "alice"], Some("alice-password\n"));
+    r.expect("ok", 0);
 }

@@ -72,6 +72,12 @@ async fn answer(
             metrics.render(),
         ),
         (&Method::GET, "/healthz") => text(StatusCode::OK, "text/plain", "ok\n".into()),
+        (&Method::GET, p) if p.starts_with("/api/explain/") => {
+            if let Err(r) = gateway.admin_identity(req.headers(), peer.ip()).await {
+                return denied(&r, gateway);
+            }
+            explain(p.trim_start_matches("/api/explain/"), gateway).await
+        }
         (&Method::GET, "/dashboard")
         | (&Method::GET, "/api/summary")
         | (&Method::POST, "/api/unban") => {
@@ -131,6 +137,27 @@ async fn unban(req: Request<Incoming>, gateway: &Gateway) -> Response<Body> {
         StatusCode::OK,
         "application/json",
         serde_json::json!({ "unbanned": done }).to_string(),
+    )
+}
+
+/// The trace of one decision: a recent denial from memory, anything else from the audit log
+/// file (when the audit log is a file).
+async fn explain(id: &str, gateway: &Gateway) -> Response<Body> {
+    if let Some(trace) = gateway.insights().trace(id) {
+        return text(StatusCode::OK, "text/plain; charset=utf-8", trace + "\n");
+    }
+    if let Some(path) = gateway.audit_file().map(std::path::Path::to_path_buf) {
+        let id = id.to_string();
+        let found =
+            tokio::task::spawn_blocking(move || crate::explain::from_audit_log(&path, &id)).await;
+        if let Ok(Ok(Some(trace))) = found {
+            return text(StatusCode::OK, "text/plain; charset=utf-8", trace + "\n");
+        }
+    }
+    text(
+        StatusCode::NOT_FOUND,
+        "text/plain; charset=utf-8",
+        "no decision with that request id (recent denials are kept in memory; everything else needs audit_log = \"FILE\")\n".into(),
     )
 }
 

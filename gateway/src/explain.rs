@@ -58,6 +58,23 @@ pub fn main(args: Args) -> ExitCode {
     }
 }
 
+/// Finds a decision in an audit log file and explains it.
+pub fn from_audit_log(path: &std::path::Path, id: &str) -> std::io::Result<Option<String>> {
+    let file = std::fs::File::open(path)?;
+    for line in std::io::BufReader::new(file).lines().map_while(Result::ok) {
+        // Cheap test first: most lines are other requests.
+        if !line.contains(id) {
+            continue;
+        }
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+            if v["request_id"] == id {
+                return Ok(Some(explain_json(&v)));
+            }
+        }
+    }
+    Ok(None)
+}
+
 fn lookup(id: &str, args: &Args) -> ExitCode {
     let log = match (&args.audit_log, &args.config) {
         (Some(p), _) => p.clone(),
@@ -80,20 +97,15 @@ fn lookup(id: &str, args: &Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let file = match std::fs::File::open(&log) {
-        Ok(f) => f,
+    match from_audit_log(&log, id) {
+        Ok(Some(text)) => {
+            println!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(None) => {}
         Err(e) => {
             eprintln!("cannot read {}: {e}", log.display());
             return ExitCode::from(2);
-        }
-    };
-    for line in std::io::BufReader::new(file).lines().map_while(Result::ok) {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue;
-        };
-        if v["request_id"] == id {
-            println!("{}", explain_json(&v));
-            return ExitCode::SUCCESS;
         }
     }
     eprintln!("no decision with request id {id} in {}", log.display());

@@ -89,6 +89,14 @@ impl Gateway {
         &self.insights
     }
 
+    /// The audit log's file, when it is written to one.
+    pub fn audit_file(&self) -> Option<&std::path::Path> {
+        match &self.config.server.audit_log {
+            crate::config::AuditTarget::File(p) => Some(p),
+            _ => None,
+        }
+    }
+
     /// Authenticates an admin for the dashboard: Basic against the same users, then the
     /// `[admin] users` list. Returns the user name.
     pub async fn admin_identity(

@@ -110,6 +110,17 @@ impl Insights {
         }
     }
 
+    /// The trace of a recent denial, by request id.
+    pub fn trace(&self, request_id: &str) -> Option<String> {
+        let s = self.state.lock().ok()?;
+        let d = s
+            .recent
+            .iter()
+            .find(|d| d.request_id == request_id)?
+            .clone();
+        Some(with_trace(d).trace)
+    }
+
     pub fn summary(&self) -> Summary {
         let Ok(s) = self.state.lock() else {
             return Summary {

@@ -40,6 +40,23 @@ fn the_dashboard_needs_an_admin_and_csrf_header() {
         h["content-type"].starts_with("text/html") && body.contains("drawChart"),
         "{body}"
     );
+    // The admin API explains a decision by request id, in plain words.
+    let (status, h, _) = kit::get(&gw.url("/x"), None, &[]);
+    assert_eq!(status, 401);
+    let explain = format!("http://{admin}/api/explain/{}", h["x-request-id"]);
+    assert_eq!(kit::get(&explain, None, &[]).0, 401);
+    let (status, _, text) = kit::get(&explain, Some(("root", "admin-pw")), &[]);
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.contains("no Authorization header was sent") && text.contains("missing_credentials"),
+        "{text}"
+    );
+    let (status, _, _) = kit::get(
+        &format!("http://{admin}/api/explain/nope"),
+        Some(("root", "admin-pw")),
+        &[],
+    );
+    assert_eq!(status, 404);
     // POST without the CSRF header is refused.
     let status = kit::rt().block_on(async {
         kit::client()

@@ -4,16 +4,17 @@
 //! Also: the published `WWW-Authenticate` parsing cases the doctor relies on.
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use authgate_proto::{parse_challenges, LintKind, Mode};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde_json::Value;
 
+use crate::daemon::{self, Daemon};
 use crate::kit;
 
 /// What one doctor run printed.
@@ -179,7 +180,7 @@ fn doctor_usage_errors_exit_2() {
 
 #[test]
 fn doctor_https_nothing_listening_is_unreachable() {
-    let port = free_port("127.0.0.1").port();
+    let port = daemon::free_port("127.0.0.1").port();
     let r = doctor(&[&format!("https://127.0.0.1:{port}/")], None);
     r.expect("unreachable", 2);
 }
@@ -189,143 +190,83 @@ fn doctor_https_nothing_listening_is_unreachable() {
 /// A real nginx on two loopback origins: 127.0.0.1:P1 (the scenarios) and 127.0.0.2:P2
 /// (another origin that always answers 401 with a Basic challenge).
 struct Nginx {
-    one: SocketAddr,
-    _dir: tempfile::TempDir,
-    child: Child,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port(ip: &str) -> SocketAddr {
-    TcpListener::bind(format!("{ip}:0"))
-        .and_then(|l| l.local_addr())
-        .expect("bind")
+    daemon: Daemon,
 }
 
 impl Nginx {
     fn start() -> Nginx {
-        Self::start_with(&|_| String::new(), &[])
+        Self::start_with(&[], &|_| String::new())
     }
 
-    /// nginx with `servers(one)` (more `server {}` blocks, given the main server's
-    /// address) added, and also listening on `ports`.
-    fn start_with(servers: &dyn Fn(SocketAddr) -> String, ports: &[SocketAddr]) -> Nginx {
-        let mut last = String::new();
-        for _ in 0..2 {
-            match Self::try_start(servers, ports) {
-                Ok(n) => return n,
-                Err(e) => last = e,
-            }
-        }
-        panic!("nginx did not start:\n{last}");
+    /// nginx also listening on a port of each of `extra_ips`, with `servers(addrs)` (more
+    /// `server {}` blocks, given [P1, P2, the extra addresses...]) added.
+    fn start_with(extra_ips: &[&str], servers: &dyn Fn(&[SocketAddr]) -> String) -> Nginx {
+        let ips = [&["127.0.0.1", "127.0.0.2"][..], extra_ips].concat();
+        let daemon = Daemon::start("nginx", "nginx.pid", &ips, &|dir, addrs| {
+            let d = dir.display();
+            let (one, two) = (addrs[0], addrs[1]);
+            let servers = servers(addrs);
+            let config = format!(
+                r#"pid {d}/nginx.pid;
+    events {{ worker_connections 64; }}
+    http {{
+        access_log off;
+        client_body_temp_path {d}/body;
+        proxy_temp_path {d}/proxy;
+        fastcgi_temp_path {d}/fastcgi;
+        uwsgi_temp_path {d}/uwsgi;
+        scgi_temp_path {d}/scgi;
+        server {{
+            listen {one};
+            location = /ok {{ return 200 "ok\n"; }}
+            # nginx's `return 401` sends no challenge at all.
+            location = /no-challenge {{ return 401; }}
+            location = /unquoted {{
+                add_header WWW-Authenticate 'Basic realm=unquoted' always;
+                return 401;
+            }}
+            location = /elsewhere {{ return 302 http://{two}/private; }}
+            location = /basic {{
+                add_header WWW-Authenticate 'Basic realm="plain"' always;
+                return 401;
+            }}
+            location = /api/invalid {{
+                add_header WWW-Authenticate 'Bearer realm="api", error="invalid_token"' always;
+                return 401;
+            }}
+            location = /api/expired {{
+                add_header WWW-Authenticate 'Bearer realm="api", error="invalid_token", error_description="The access token expired"' always;
+                return 401;
+            }}
+            location = /api/audience {{
+                add_header WWW-Authenticate 'Bearer realm="api", error="invalid_token", error_description="Invalid audience"' always;
+                return 401;
+            }}
+        }}
+        server {{
+            listen {two};
+            location / {{
+                add_header WWW-Authenticate 'Basic realm="other", charset="UTF-8"' always;
+                return 401;
+            }}
+        }}
+    {servers}
+    }}
+    "#
+            );
+            std::fs::write(dir.join("nginx.conf"), &config).expect("write conf");
+            daemon::nginx(dir)
+        });
+        Nginx { daemon }
     }
 
-    fn try_start(
-        servers: &dyn Fn(SocketAddr) -> String,
-        ports: &[SocketAddr],
-    ) -> Result<Nginx, String> {
-        let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
-            .into_iter()
-            .find(|p| Path::new(p).is_file())
-            .expect("nginx must be installed (Debian package `nginx`)");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let d = dir.path().display().to_string();
-        let (one, two) = (free_port("127.0.0.1"), free_port("127.0.0.2"));
-        let servers = servers(one);
-        let config = format!(
-            r#"pid {d}/nginx.pid;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    server {{
-        listen {one};
-        location = /ok {{ return 200 "ok\n"; }}
-        # nginx's `return 401` sends no challenge at all.
-        location = /no-challenge {{ return 401; }}
-        location = /unquoted {{
-            add_header WWW-Authenticate 'Basic realm=unquoted' always;
-            return 401;
-        }}
-        location = /elsewhere {{ return 302 http://{two}/private; }}
-        location = /basic {{
-            add_header WWW-Authenticate 'Basic realm="plain"' always;
-            return 401;
-        }}
-        location = /api/invalid {{
-            add_header WWW-Authenticate 'Bearer realm="api", error="invalid_token"' always;
-            return 401;
-        }}
-        location = /api/expired {{
-            add_header WWW-Authenticate 'Bearer realm="api", error="invalid_token", error_description="The access token expired"' always;
-            return 401;
-        }}
-        location = /api/audience {{
-            add_header WWW-Authenticate 'Bearer realm="api", error="invalid_token", error_description="Invalid audience"' always;
-            return 401;
-        }}
-    }}
-    server {{
-        listen {two};
-        location / {{
-            add_header WWW-Authenticate 'Basic realm="other", charset="UTF-8"' always;
-            return 401;
-        }}
-    }}
-{servers}
-}}
-"#
-        );
-        std::fs::write(dir.path().join("nginx.conf"), &config).expect("write conf");
-        let log = std::fs::File::create(dir.path().join("stderr.log")).expect("log");
-        let child = Command::new(nginx)
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(dir.path().join("nginx.conf"))
-            .arg("-e")
-            .arg(dir.path().join("error.log"))
-            .args(["-g", "daemon off; master_process off;"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn nginx");
-        let mut n = Nginx {
-            one,
-            _dir: dir,
-            child,
-        };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Ok(Some(status)) = n.child.try_wait() {
-                let log =
-                    std::fs::read_to_string(n._dir.path().join("error.log")).unwrap_or_default();
-                return Err(format!("nginx exited ({status}); log:\n{log}"));
-            }
-            let up =
-                |a: &SocketAddr| TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok();
-            if up(&one) && up(&two) && ports.iter().all(up) {
-                return Ok(n);
-            }
-            if Instant::now() > deadline {
-                return Err("nginx not listening after 15 s".into());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    /// The scenarios' origin, 127.0.0.1:P1.
+    fn one(&self) -> SocketAddr {
+        self.daemon.addrs[0]
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.one)
+        self.daemon.url(path)
     }
 }
 
@@ -722,12 +663,11 @@ impl Pki {
 #[test]
 fn doctor_https_to_http_redirect_is_https_downgrade() {
     let pki = Pki::new();
-    let tls = free_port("127.0.0.1");
     let (cert, key) = (pki.path("server.pem"), pki.path("server.key"));
-    let n = Nginx::start_with(
-        &|one| {
-            format!(
-                r#"    server {{
+    let n = Nginx::start_with(&["127.0.0.1"], &|addrs| {
+        let (one, tls) = (addrs[0], addrs[2]);
+        format!(
+            r#"    server {{
         listen {tls} ssl;
         ssl_certificate {cert};
         ssl_certificate_key {key};
@@ -735,10 +675,9 @@ fn doctor_https_to_http_redirect_is_https_downgrade() {
         # A proxy that builds Location from its plain-http upstream's view.
         location = /down {{ return 302 http://{one}/basic; }}
     }}"#
-            )
-        },
-        &[tls],
-    );
+        )
+    });
+    let tls = n.daemon.addrs[2];
     let cacert = pki.path("ca.pem");
     let down = format!("https://{tls}/down");
 
@@ -805,76 +744,12 @@ fn doctor_https_to_http_redirect_is_https_downgrade() {
     );
 
     // https:// to a plain-http port.
-    let r = doctor(&[&format!("https://{}/ok", n.one)], None);
+    let r = doctor(&[&format!("https://{}/ok", n.one())], None);
     r.expect("tls_error", 2);
     assert_eq!(r.json["hops"][0]["tls_problem"], "not_tls", "{}", r.stdout);
 }
 
 // ---- Caddy and Apache httpd ------------------------------------------------------------
-
-/// A server started from a config in its own temp dir, on a free loopback port; killed on
-/// drop. Its output goes to `stderr.log` in the dir, shown when it fails to start.
-struct Daemon {
-    addr: SocketAddr,
-    dir: tempfile::TempDir,
-    child: Child,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Daemon {
-    /// Calls `setup(dir, addr)` for the command to run (two tries, in case another test
-    /// took the port between bind and spawn) and waits until it listens.
-    fn start(name: &str, setup: &dyn Fn(&Path, SocketAddr) -> Command) -> Daemon {
-        let mut last = String::new();
-        for _ in 0..2 {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let addr = free_port("127.0.0.1");
-            let mut cmd = setup(dir.path(), addr);
-            let log = std::fs::File::create(dir.path().join("stderr.log")).expect("log");
-            let child = cmd
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().expect("dup"))
-                .stderr(log)
-                .spawn()
-                .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
-            let mut d = Daemon { addr, dir, child };
-            let deadline = Instant::now() + Duration::from_secs(15);
-            loop {
-                if let Ok(Some(status)) = d.child.try_wait() {
-                    last = format!("{name} exited ({status}); log:\n{}", d.log());
-                    break;
-                }
-                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                    return d;
-                }
-                if Instant::now() > deadline {
-                    last = format!("{name} not listening on {addr} after 15 s:\n{}", d.log());
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        panic!("{last}");
-    }
-
-    fn log(&self) -> String {
-        ["stderr.log", "error.log"]
-            .iter()
-            .filter_map(|f| std::fs::read_to_string(self.dir.path().join(f)).ok())
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-}
 
 /// Debian's caddy 2.6 with `basicauth` on /private/* (alice / alice-password, bcrypt cost
 /// 4 so that each check is quick).
@@ -885,20 +760,14 @@ fn caddy() -> Daemon {
         .split_once(':')
         .map(|(_, h)| h.to_owned())
         .expect("hash");
-    Daemon::start("caddy", &|dir, addr| {
+    Daemon::start("caddy", "caddy.pid", &["127.0.0.1"], &|dir, addrs| {
+        let addr = addrs[0];
         let config = format!(
             "{{\n\tadmin off\n\tauto_https off\n}}\n\
              http://{addr} {{\n\tbasicauth /private/* {{\n\t\talice {hash}\n\t}}\n\trespond \"ok\" 200\n}}\n"
         );
         std::fs::write(dir.join("Caddyfile"), &config).expect("write Caddyfile");
-        let mut c = Command::new("caddy");
-        c.args(["run", "--adapter", "caddyfile", "--config"])
-            .arg(dir.join("Caddyfile"))
-            .env("HOME", dir)
-            .env("XDG_DATA_HOME", dir.join("data"))
-            .env("XDG_CONFIG_HOME", dir.join("config"))
-            .current_dir(dir);
-        c
+        daemon::caddy(dir)
     })
 }
 
@@ -928,7 +797,8 @@ fn md5_hex(s: &str) -> String {
 /// /private/ and /fast/ need Digest for alice / alice-password in the realm "private area";
 /// /fast/ expires nonces after 1 s (AuthDigestNonceLifetime) to show `stale=true`.
 fn apache() -> Daemon {
-    Daemon::start("apache2", &|dir, addr| {
+    Daemon::start("apache2", "httpd.pid", &["127.0.0.1"], &|dir, addrs| {
+        let addr = addrs[0];
         let d = dir.display();
         let realm = "private area";
         let ha1 = md5_hex(&format!("alice:{realm}:alice-password"));
@@ -1010,10 +880,10 @@ fn doctor_apache_digest_stale_nonce_is_harmless_renewal() {
     let a = apache();
     let path = "/fast/index.html";
     let first = kit::raw(
-        a.addr,
+        a.addr(),
         format!(
             "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            a.addr
+            a.addr()
         )
         .as_bytes(),
     );

@@ -6,11 +6,9 @@
 //! Routes (examples/forward-auth/authgate.toml): `/` any valid user, `/admin` group `admins`
 //! (alice), `/public` no authentication. Users: alice, bob.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
 
+use crate::daemon::{self, Daemon};
 use crate::kit;
 
 const EXAMPLE_AUTHGATE: &str = include_str!("../../../examples/forward-auth/authgate.toml");
@@ -96,7 +94,7 @@ fn get(url: &str, creds: Option<(&str, &str)>, headers: &[(&str, &str)]) -> Resp
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let resp = req.send().await.unwrap_or_else(|e| panic!("{sent}: {e}"));
+        let resp = req.send().await.unwrap_or_else(|e| panic!("{sent}: {e:?}"));
         let status = resp.status().as_u16();
         let headers = resp
             .headers()
@@ -152,136 +150,42 @@ enum Kind {
 /// A proxy process on 127.0.0.1, killed on drop.
 struct Proxy {
     kind: Kind,
-    addr: SocketAddr,
-    dir: tempfile::TempDir,
-    child: Child,
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    daemon: Daemon,
 }
 
 impl Proxy {
+    fn addr(&self) -> SocketAddr {
+        self.daemon.addr()
+    }
+
     fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        self.daemon.url(path)
     }
 
     fn log(&self) -> String {
-        ["stderr.log", "error.log"]
-            .iter()
-            .filter_map(|f| std::fs::read_to_string(self.dir.path().join(f)).ok())
-            .collect::<Vec<_>>()
-            .join("\n")
+        self.daemon.log()
     }
 
-    /// Starts `kind` with `config` (the example's placeholders filled in). The port is found
-    /// by binding port 0 and closing it; if someone takes it meanwhile, one retry.
+    /// Starts `kind` with `config` (the example's placeholders filled in).
     fn start(kind: Kind, config: &str, authgate: SocketAddr, app: SocketAddr) -> Proxy {
-        let mut last = String::new();
-        for _ in 0..2 {
-            match Self::try_start(kind, config, authgate, app) {
-                Ok(p) => return p,
-                Err(e) => last = e,
-            }
-        }
-        panic!("{kind:?} did not start:\n{last}");
-    }
-
-    fn try_start(
-        kind: Kind,
-        config: &str,
-        authgate: SocketAddr,
-        app: SocketAddr,
-    ) -> Result<Proxy, String> {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = {
-            let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-            l.local_addr().expect("addr").port()
+        let fill = |listen: SocketAddr| {
+            config
+                .replace(EX_AUTHGATE, &authgate.to_string())
+                .replace(EX_APP, &app.to_string())
+                .replace(EX_LISTEN, &listen.to_string())
         };
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let config = config
-            .replace(EX_AUTHGATE, &authgate.to_string())
-            .replace(EX_APP, &app.to_string())
-            .replace(EX_LISTEN, &addr.to_string());
-        let d = dir.path();
-        let stderr = std::fs::File::create(d.join("stderr.log")).expect("log");
-        let mut cmd = match kind {
-            Kind::Nginx => {
-                std::fs::write(d.join("nginx.conf"), &config).expect("write");
-                let mut c = Command::new(tool("nginx", &["/usr/sbin/nginx"]));
-                c.arg("-p")
-                    .arg(d)
-                    .arg("-c")
-                    .arg(d.join("nginx.conf"))
-                    .arg("-e")
-                    .arg(d.join("error.log"))
-                    .args(["-g", "daemon off; master_process off;"]);
-                c
-            }
-            Kind::Caddy => {
-                std::fs::write(d.join("Caddyfile"), &config).expect("write");
-                let mut c = Command::new(tool("caddy", &["/usr/bin/caddy"]));
-                c.args(["run", "--adapter", "caddyfile", "--config"])
-                    .arg(d.join("Caddyfile"))
-                    .env("HOME", d)
-                    .env("XDG_DATA_HOME", d.join("data"))
-                    .env("XDG_CONFIG_HOME", d.join("config"))
-                    .current_dir(d);
-                c
-            }
+        let daemon = match kind {
+            Kind::Nginx => Daemon::start("nginx", "nginx.pid", &["127.0.0.1"], &|dir, addrs| {
+                std::fs::write(dir.join("nginx.conf"), fill(addrs[0])).expect("write");
+                daemon::nginx(dir)
+            }),
+            Kind::Caddy => Daemon::start("caddy", "caddy.pid", &["127.0.0.1"], &|dir, addrs| {
+                std::fs::write(dir.join("Caddyfile"), fill(addrs[0])).expect("write");
+                daemon::caddy(dir)
+            }),
         };
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(stderr.try_clone().expect("dup"))
-            .stderr(stderr)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {kind:?}: {e}"));
-        let mut p = Proxy {
-            kind,
-            addr,
-            dir,
-            child,
-        };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Ok(Some(status)) = p.child.try_wait() {
-                return Err(format!(
-                    "{kind:?} exited ({status}) before listening on {addr}; config:\n{config}\nlog:\n{}",
-                    p.log()
-                ));
-            }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return Ok(p);
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "{kind:?} not listening on {addr} after 15 s; log:\n{}",
-                    p.log()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        Proxy { kind, daemon }
     }
-}
-
-/// The proxy binary: on PATH, or at Debian's path; panics with the package to install.
-fn tool(name: &str, fallbacks: &[&str]) -> String {
-    let on_path = std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(name))
-            .find(|f| f.is_file())
-    });
-    if let Some(p) = on_path {
-        return p.display().to_string();
-    }
-    fallbacks
-        .iter()
-        .find(|f| Path::new(f).is_file())
-        .map(|f| (*f).to_string())
-        .unwrap_or_else(|| panic!("`{name}` must be installed (Debian package `{name}`)"))
 }
 
 /// Upstream, authgate and a proxy, wired as in examples/forward-auth.
@@ -316,7 +220,7 @@ impl Stack {
         format!(
             "{:?} at {}\n{r}\nupstream saw: {:#?}\nauthgate audit: {:#?}\nproxy log:\n{}",
             self.proxy.kind,
-            self.proxy.addr,
+            self.proxy.addr(),
             self.up.seen(),
             self.gw.audit(),
             self.proxy.log()
@@ -550,7 +454,7 @@ fn path_confusion(kind: Kind) {
     let mut report = Vec::new();
     for t in targets {
         s.up.clear();
-        let r = raw_get(s.proxy.addr, t, "");
+        let r = raw_get(s.proxy.addr(), t, "");
         let seen = s.up.seen();
         report.push(format!(
             "{t} -> {} {:?}",
@@ -582,7 +486,7 @@ fn path_confusion(kind: Kind) {
     for t in ["/public/../admin/x", "/x/../admin/x", "//admin/x"] {
         s.up.clear();
         let r = raw_get(
-            s.proxy.addr,
+            s.proxy.addr(),
             t,
             "Authorization: Basic Ym9iOmJvYi1wdw==\r\n", // bob:bob-pw
         );

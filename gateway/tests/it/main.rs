@@ -3,6 +3,7 @@
 //! upstream that records what it received.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod daemon;
 mod kit;
 
 mod bad_input;

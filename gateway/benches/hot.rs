@@ -77,13 +77,25 @@ fn basic_verification_cache_hit(bencher: divan::Bencher) {
     let loaded = config::load_str(&dir.path().join("c.toml"), text);
     let cfg = loaded.config.expect("valid config");
     let users = cfg.users.as_ref().unwrap();
-    let db = Arc::new(UserDb::new(users.htpasswd.clone(), users.initial.clone()));
+    let db = Arc::new(authgate::users::Directory::new(
+        Some(Arc::new(UserDb::new(
+            users.htpasswd.clone(),
+            users.initial.clone(),
+        ))),
+        None,
+    ));
     let metrics = Arc::new(authgate::metrics::Metrics::new(&cfg));
     let lockout = Arc::new(authgate::authenticate::lockout::Lockout::new(
         cfg.lockout.clone(),
         authgate::clock::Clock::default(),
     ));
-    let auth = BasicAuth::new(db, &cfg.server, metrics, lockout);
+    let auth = BasicAuth::new(
+        db,
+        &cfg,
+        metrics,
+        lockout,
+        authgate::clock::Clock::default(),
+    );
     let client: std::net::IpAddr = [127, 0, 0, 1].into();
     let creds = parse_credentials(b"Basic YWxpY2U6d29uZGVyIGxhbmQ=").unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -12,18 +12,24 @@ pub enum Decision {
 }
 
 /// With no `allow` on the route, every authenticated user may pass. With one, the user must be
-/// listed or be a member of a listed group.
+/// listed or be a member of a listed group. A bearer token must also carry every scope in the
+/// route's `scopes` (RFC 6750 §3.1 `insufficient_scope`); passwords and sessions are not scoped.
 pub fn authorize(route: &Route, identity: &Identity) -> Decision {
-    let Some(allow) = &route.allow else {
-        return Decision::Allow;
-    };
-    let listed = allow.users.contains(&identity.user)
-        || identity.groups.iter().any(|g| allow.groups.contains(g));
-    if listed {
-        Decision::Allow
-    } else {
-        Decision::Deny(Reason::Forbidden)
+    if let Some(allow) = &route.allow {
+        let listed = allow.users.contains(&identity.user)
+            || identity.groups.iter().any(|g| allow.groups.contains(g));
+        if !listed {
+            return Decision::Deny(Reason::Forbidden);
+        }
     }
+    if let Some(scopes) = &identity.scopes {
+        if !route.scopes.iter().all(|need| scopes.contains(need)) {
+            return Decision::Deny(Reason::InsufficientScope {
+                scope: route.scopes.join(" "),
+            });
+        }
+    }
+    Decision::Allow
 }
 
 #[cfg(test)]
@@ -42,6 +48,7 @@ mod tests {
             allow,
             pass_authorization: false,
             max_body: None,
+            scopes: Vec::new(),
         }
     }
 
@@ -54,7 +61,26 @@ mod tests {
                 .map(|g| g.to_string())
                 .collect::<Vec<_>>()
                 .into(),
+            scopes: None,
         }
+    }
+
+    #[test]
+    fn bearer_tokens_need_every_route_scope() {
+        let mut r = route(None);
+        r.scopes = vec!["read".into(), "write".into()];
+        let mut id = who("bob", &[]);
+        id.scopes = Some(vec!["read".to_string()].into());
+        assert_eq!(
+            authorize(&r, &id),
+            Decision::Deny(Reason::InsufficientScope {
+                scope: "read write".into()
+            })
+        );
+        id.scopes = Some(vec!["write".to_string(), "read".to_string()].into());
+        assert_eq!(authorize(&r, &id), Decision::Allow);
+        // Passwords and sessions are not scoped.
+        assert_eq!(authorize(&r, &who("bob", &[])), Decision::Allow);
     }
 
     #[test]

@@ -81,6 +81,60 @@ pub struct Config {
     pub forward_auth: Option<ForwardAuth>,
     pub admin: Option<Admin>,
     pub lockout: Lockout,
+    /// The embedded store (`[store] path`): users, API tokens, sessions.
+    pub store: Option<PathBuf>,
+    /// `[users] password_max_age`: store users whose password is older get
+    /// `expired_credentials`. htpasswd files carry no dates, so it does not apply to them.
+    pub password_max_age: Option<Duration>,
+    pub tokens: Tokens,
+    pub jwt: Option<Jwt>,
+    pub sessions: Sessions,
+}
+
+/// API tokens issued by `authgate token issue`.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    /// A token unused for this long is refused (`expired_credentials`). None: never.
+    pub idle_timeout: Option<Duration>,
+}
+
+/// JWT bearer tokens from an outside issuer (`[jwt]`), validated; see `authenticate::jwt`.
+#[derive(Debug, Clone)]
+pub struct Jwt {
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub algorithms: Vec<jsonwebtoken::Algorithm>,
+    pub jwks_file: Option<PathBuf>,
+    pub jwks_url: Option<String>,
+    /// Read from `hs256_secret_file`; only then is HS256 allowed.
+    pub hs256_secret: Option<authgate_proto::Secret>,
+    pub leeway: Duration,
+    pub typ: Option<String>,
+    pub user_claim: String,
+    pub groups_claim: Option<String>,
+    pub scope_claim: String,
+    pub jwks_refresh: Duration,
+    pub jwks_min_refetch: Duration,
+}
+
+/// Browser sessions and the sign-in page (`[sessions]`).
+#[derive(Debug, Clone)]
+pub struct Sessions {
+    /// A session unused for this long ends (sliding).
+    pub idle_timeout: Duration,
+    /// A session ends this long after sign-in, used or not.
+    pub lifetime: Duration,
+    /// The cookie's name without the `__Host-` prefix (added under TLS).
+    pub cookie: String,
+    /// Set `Secure` and the `__Host-` prefix. Default: on when `trusted_proxies` say the
+    /// client used https (X-Forwarded-Proto), see `signin`.
+    pub secure: Option<bool>,
+    /// Origins (`https://app.example.com`) the sign-in page may return to besides this site.
+    pub allowed_return_origins: Vec<String>,
+    pub title: String,
+    pub logo: Option<String>,
+    pub accent: String,
+    pub background: String,
 }
 
 /// Brute-force protection (see `authenticate::lockout`). On by default.
@@ -166,13 +220,20 @@ pub struct Users {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scheme {
+    /// RFC 7617, against htpasswd files and store users.
     Basic,
+    /// RFC 6750: authgate API tokens and JWTs from `[jwt]`.
+    Bearer,
+    /// A browser session cookie from authgate's sign-in page.
+    Session,
 }
 
 impl Scheme {
     pub fn name(self) -> &'static str {
         match self {
             Scheme::Basic => "basic",
+            Scheme::Bearer => "bearer",
+            Scheme::Session => "session",
         }
     }
 }
@@ -193,6 +254,9 @@ pub struct Route {
     /// Forward the client's `Authorization` header to the upstream (default: removed).
     pub pass_authorization: bool,
     pub max_body: Option<u64>,
+    /// Scopes a bearer token must carry, all of them (RFC 6750 §3 `insufficient_scope`).
+    /// Password and session sign-ins are not scoped: `allow` restricts those.
+    pub scopes: Vec<String>,
 }
 
 impl Route {
@@ -242,6 +306,55 @@ struct RawConfig {
     admin: Option<RawAdmin>,
     #[serde(default)]
     lockout: RawLockout,
+    store: Option<RawStore>,
+    tokens: Option<RawTokens>,
+    jwt: Option<RawJwt>,
+    sessions: Option<RawSessions>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    path: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTokens {
+    idle_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJwt {
+    issuer: Spanned<String>,
+    audience: Spanned<toml::Value>,
+    algorithms: Spanned<Vec<String>>,
+    jwks_file: Option<Spanned<String>>,
+    jwks_url: Option<Spanned<String>>,
+    hs256_secret_file: Option<Spanned<String>>,
+    leeway: Option<Spanned<String>>,
+    typ: Option<String>,
+    user_claim: Option<String>,
+    groups_claim: Option<String>,
+    scope_claim: Option<String>,
+    jwks_refresh: Option<Spanned<String>>,
+    jwks_min_refetch: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSessions {
+    idle_timeout: Option<Spanned<String>>,
+    lifetime: Option<Spanned<String>>,
+    cookie: Option<Spanned<String>>,
+    secure: Option<bool>,
+    #[serde(default)]
+    allowed_return_origins: Vec<Spanned<String>>,
+    title: Option<String>,
+    logo: Option<Spanned<String>>,
+    accent: Option<Spanned<String>>,
+    background: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -297,9 +410,10 @@ struct RawServer {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawUsers {
-    htpasswd: Spanned<String>,
+    htpasswd: Option<Spanned<String>>,
     #[serde(default = "yes")]
     watch: bool,
+    password_max_age: Option<Spanned<String>>,
 }
 
 fn yes() -> bool {
@@ -320,6 +434,8 @@ struct RawRoute {
     #[serde(default)]
     pass_authorization: bool,
     max_body: Option<Spanned<String>>,
+    #[serde(default)]
+    scopes: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -398,6 +514,12 @@ struct RouteContext<'a> {
     server: &'a Server,
     groups: &'a BTreeMap<String, BTreeSet<String>>,
     known_users: &'a Option<BTreeSet<String>>,
+    /// An htpasswd file or a store.
+    has_users: bool,
+    /// A store (API tokens) or `[jwt]`.
+    bearer: bool,
+    /// A store (sessions live there).
+    sessions: bool,
     forward_auth: bool,
 }
 
@@ -485,9 +607,40 @@ impl Checker<'_> {
     fn check(&mut self, raw: RawConfig, base: &Path, path: &Path) -> Config {
         let server = self.check_server(&raw.server, base);
         let users = raw.users.as_ref().and_then(|u| self.check_users(u, base));
-        let known_users: Option<BTreeSet<String>> = users
+        let store = raw.store.as_ref().map(|s| base.join(s.path.get_ref()));
+        // With a store, users come and go at run time: names cannot be checked here.
+        let known_users: Option<BTreeSet<String>> = if store.is_some() {
+            None
+        } else {
+            users
+                .as_ref()
+                .map(|u| u.initial.users().map(str::to_string).collect())
+        };
+        let has_users = users.is_some() || store.is_some();
+        let password_max_age = raw
+            .users
             .as_ref()
-            .map(|u| u.initial.users().map(str::to_string).collect());
+            .and_then(|u| u.password_max_age.as_ref())
+            .map(|v| self.duration(&Some(v.clone()), "users.password_max_age", Duration::ZERO));
+        let tokens = Tokens {
+            idle_timeout: raw.tokens.as_ref().and_then(|t| {
+                t.idle_timeout
+                    .as_ref()
+                    .map(|v| self.duration(&Some(v.clone()), "tokens.idle_timeout", Duration::ZERO))
+            }),
+        };
+        if raw.tokens.is_some() && store.is_none() {
+            self.problems.push(Problem {
+                file: self.file.clone(),
+                line: 1,
+                column: 1,
+                key: "tokens".into(),
+                message: "API tokens live in the store: add [store] path = \"authgate.db\"".into(),
+                severity: Severity::Error,
+            });
+        }
+        let jwt = raw.jwt.as_ref().and_then(|j| self.check_jwt(j, base));
+        let sessions = self.check_sessions(raw.sessions.as_ref());
 
         let mut groups = BTreeMap::new();
         for (name, members) in &raw.groups {
@@ -532,7 +685,7 @@ impl Checker<'_> {
             let default = SocketAddr::from(([127, 0, 0, 1], 9901));
             let mut admins = Vec::new();
             for u in &a.users {
-                if known_users.as_ref().is_some_and(|k| !k.contains(u.get_ref())) || known_users.is_none() {
+                if known_users.as_ref().is_some_and(|k| !k.contains(u.get_ref())) || !has_users {
                     self.error(u, "admin.users", format!("user `{}` is not in the htpasswd file ([users])", u.get_ref()));
                 }
                 admins.push(u.get_ref().clone());
@@ -580,6 +733,9 @@ impl Checker<'_> {
                 server: &server,
                 groups: &groups,
                 known_users: &known_users,
+                has_users,
+                bearer: store.is_some() || jwt.is_some(),
+                sessions: store.is_some(),
                 forward_auth: raw.forward_auth.is_some(),
             };
             if let Some(route) = self.check_route(index, r, &cx) {
@@ -606,6 +762,11 @@ impl Checker<'_> {
             forward_auth,
             admin,
             lockout,
+            store,
+            password_max_age,
+            tokens,
+            jwt,
+            sessions,
         }
     }
 
@@ -717,12 +878,13 @@ impl Checker<'_> {
     }
 
     fn check_users(&mut self, raw: &RawUsers, base: &Path) -> Option<Users> {
-        let path = base.join(raw.htpasswd.get_ref());
+        let htpasswd = raw.htpasswd.as_ref()?;
+        let path = base.join(htpasswd.get_ref());
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) => {
                 self.error(
-                    &raw.htpasswd,
+                    htpasswd,
                     "users.htpasswd",
                     format!("cannot read `{}`: {e}", path.display()),
                 );
@@ -767,6 +929,221 @@ impl Checker<'_> {
         }
     }
 
+    fn check_jwt(&mut self, raw: &RawJwt, base: &Path) -> Option<Jwt> {
+        use jsonwebtoken::Algorithm as A;
+        let mut ok = true;
+        let issuer = raw.issuer.get_ref().clone();
+        if issuer.is_empty() {
+            self.error(
+                &raw.issuer,
+                "jwt.issuer",
+                "the issuer (`iss`) must be given exactly as the identity provider writes it",
+            );
+            ok = false;
+        }
+        let audiences: Vec<String> = match raw.audience.get_ref() {
+            toml::Value::String(s) => vec![s.clone()],
+            toml::Value::Array(items) => items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        };
+        if audiences.is_empty() || audiences.iter().any(String::is_empty) {
+            self.error(&raw.audience, "jwt.audience", "write the audience this gateway accepts, e.g. audience = \"https://api.example.com\" or a list");
+            ok = false;
+        }
+        let hs256_secret = match &raw.hs256_secret_file {
+            None => None,
+            Some(f) => match std::fs::read_to_string(base.join(f.get_ref())) {
+                Ok(text) if text.trim().len() >= 32 => {
+                    Some(authgate_proto::Secret::new(text.trim().to_owned()))
+                }
+                Ok(_) => {
+                    self.error(
+                        f,
+                        "jwt.hs256_secret_file",
+                        "the HS256 secret must be at least 32 bytes (RFC 7518 §3.2)",
+                    );
+                    ok = false;
+                    None
+                }
+                Err(e) => {
+                    self.error(f, "jwt.hs256_secret_file", format!("cannot read it: {e}"));
+                    ok = false;
+                    None
+                }
+            },
+        };
+        let mut algorithms = Vec::new();
+        for name in raw.algorithms.get_ref() {
+            let alg = match name.as_str() {
+                "RS256" => A::RS256,
+                "PS256" => A::PS256,
+                "ES256" => A::ES256,
+                "ES384" => A::ES384,
+                "EdDSA" => A::EdDSA,
+                "HS256" if hs256_secret.is_some() => A::HS256,
+                "HS256" => {
+                    self.error(&raw.algorithms, "jwt.algorithms", "HS256 needs hs256_secret_file (a shared secret); without one it would let anyone who knows a public key sign tokens (RFC 8725 §2.1)");
+                    ok = false;
+                    continue;
+                }
+                other => {
+                    let why = if other.eq_ignore_ascii_case("none") {
+                        "`none` means unsigned tokens and is never accepted (RFC 8725 §3.1)"
+                            .to_string()
+                    } else {
+                        format!("`{other}` is not supported")
+                    };
+                    self.error(
+                        &raw.algorithms,
+                        "jwt.algorithms",
+                        format!("{why}; allowed: RS256, PS256, ES256, ES384, EdDSA, HS256"),
+                    );
+                    ok = false;
+                    continue;
+                }
+            };
+            algorithms.push(alg);
+        }
+        if algorithms.is_empty() && ok {
+            self.error(
+                &raw.algorithms,
+                "jwt.algorithms",
+                "list the algorithms your identity provider signs with, e.g. [\"RS256\"]",
+            );
+            ok = false;
+        }
+        let jwks_file = raw.jwks_file.as_ref().map(|f| base.join(f.get_ref()));
+        let jwks_url = raw.jwks_url.as_ref().map(|u| u.get_ref().clone());
+        if let Some(u) = &raw.jwks_url {
+            if !(u.get_ref().starts_with("https://") || u.get_ref().starts_with("http://")) {
+                self.error(
+                    u,
+                    "jwt.jwks_url",
+                    "write an http(s) URL, e.g. \"https://idp.example.com/.well-known/jwks.json\"",
+                );
+                ok = false;
+            }
+        }
+        let needs_keys = algorithms.iter().any(|a| *a != A::HS256);
+        if needs_keys && jwks_file.is_none() && jwks_url.is_none() {
+            self.error(&raw.issuer, "jwt", "say where the signing keys are: jwks_url = \"https://…/jwks.json\" or jwks_file = \"FILE\"");
+            ok = false;
+        }
+        if jwks_file.is_some() && jwks_url.is_some() {
+            self.error(&raw.issuer, "jwt", "give jwks_file or jwks_url, not both");
+            ok = false;
+        }
+        let jwt = Jwt {
+            issuer,
+            audiences,
+            algorithms,
+            jwks_file,
+            jwks_url,
+            hs256_secret,
+            leeway: raw.leeway.as_ref().map_or(Duration::from_secs(60), |v| {
+                humantime::parse_duration(v.get_ref()).unwrap_or_else(|_| {
+                    self.error(v, "jwt.leeway", "write a duration such as \"60s\"");
+                    Duration::from_secs(60)
+                })
+            }),
+            typ: raw.typ.clone(),
+            user_claim: raw.user_claim.clone().unwrap_or_else(|| "sub".into()),
+            groups_claim: Some(raw.groups_claim.clone().unwrap_or_else(|| "groups".into()))
+                .filter(|g| !g.is_empty()),
+            scope_claim: raw.scope_claim.clone().unwrap_or_else(|| "scope".into()),
+            jwks_refresh: self.duration(
+                &raw.jwks_refresh,
+                "jwt.jwks_refresh",
+                Duration::from_secs(600),
+            ),
+            jwks_min_refetch: self.duration(
+                &raw.jwks_min_refetch,
+                "jwt.jwks_min_refetch",
+                Duration::from_secs(30),
+            ),
+        };
+        ok.then_some(jwt)
+    }
+
+    fn check_sessions(&mut self, raw: Option<&RawSessions>) -> Sessions {
+        let default = RawSessions::default();
+        let raw = raw.unwrap_or(&default);
+        let cookie = match &raw.cookie {
+            None => "authgate_session".to_string(),
+            Some(c) => {
+                let v = c.get_ref();
+                // RFC 6265 §4.1.1: cookie-name is a token.
+                if v.is_empty()
+                    || !v
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                {
+                    self.error(
+                        c,
+                        "sessions.cookie",
+                        "a cookie name is letters, digits, '-', '_' or '.'",
+                    );
+                }
+                v.clone()
+            }
+        };
+        let mut allowed_return_origins = Vec::new();
+        for o in &raw.allowed_return_origins {
+            let v = o.get_ref().trim_end_matches('/');
+            let valid = (v.starts_with("https://") || v.starts_with("http://"))
+                && v.split_once("://").is_some_and(|(_, rest)| {
+                    !rest.is_empty() && !rest.contains(['/', '?', '#', '@', ' '])
+                });
+            if !valid {
+                self.error(
+                    o,
+                    "sessions.allowed_return_origins",
+                    "write an origin: scheme and host (and port), e.g. \"https://app.example.com\"",
+                );
+            }
+            allowed_return_origins.push(v.to_ascii_lowercase());
+        }
+        let color = |cx: &mut Self, v: &Option<Spanned<String>>, key: &str, default: &str| match v {
+            None => default.to_string(),
+            Some(c) => {
+                if let Err(e) = crate::signin::page::check_color(c.get_ref()) {
+                    cx.error(c, key, e);
+                }
+                c.get_ref().clone()
+            }
+        };
+        let accent = color(self, &raw.accent, "sessions.accent", "#1f5fbf");
+        let background = color(self, &raw.background, "sessions.background", "#f4f5f7");
+        let logo = raw.logo.as_ref().map(|l| {
+            if let Err(e) = crate::signin::page::check_logo(l.get_ref()) {
+                self.error(l, "sessions.logo", e);
+            }
+            l.get_ref().clone()
+        });
+        Sessions {
+            idle_timeout: self.duration(
+                &raw.idle_timeout,
+                "sessions.idle_timeout",
+                Duration::from_secs(30 * 60),
+            ),
+            lifetime: self.duration(
+                &raw.lifetime,
+                "sessions.lifetime",
+                Duration::from_secs(12 * 3600),
+            ),
+            cookie,
+            secure: raw.secure,
+            allowed_return_origins,
+            title: raw.title.clone().unwrap_or_else(|| "Sign in".into()),
+            logo,
+            accent,
+            background,
+        }
+    }
+
     fn check_route(
         &mut self,
         index: usize,
@@ -778,6 +1155,9 @@ impl Checker<'_> {
             server,
             groups,
             known_users,
+            has_users,
+            bearer,
+            sessions,
             forward_auth,
         } = *cx;
         let key = |k: &str| format!("route[{index}].{k}");
@@ -894,12 +1274,51 @@ impl Checker<'_> {
                 }
             },
         };
-        if auth.contains(&Scheme::Basic) && known_users.is_none() {
-            if let Some(a) = &raw.auth {
+        if let Some(a) = &raw.auth {
+            let needs = [
+                (
+                    (auth.contains(&Scheme::Basic) || auth.contains(&Scheme::Session)) && !has_users,
+                    "`basic` and `session` need a user source: add [users] htpasswd = \"FILE\" or [store] path = \"authgate.db\"",
+                ),
+                (
+                    auth.contains(&Scheme::Bearer) && !bearer,
+                    "`bearer` needs API tokens ([store] path = \"authgate.db\") or JWTs ([jwt])",
+                ),
+                (
+                    auth.contains(&Scheme::Session) && !sessions,
+                    "`session` keeps sessions in the store: add [store] path = \"authgate.db\"",
+                ),
+            ];
+            for (missing, message) in needs {
+                if missing {
+                    self.error(a, &key("auth"), message);
+                    ok = false;
+                }
+            }
+        }
+        let mut scopes = Vec::new();
+        for sc in &raw.scopes {
+            let v = sc.get_ref();
+            // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+            let valid = !v.is_empty()
+                && v.bytes()
+                    .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
+            if !valid {
                 self.error(
-                    a,
-                    &key("auth"),
-                    "`basic` needs a user source: add [users] htpasswd = \"FILE\"",
+                    sc,
+                    &key("scopes"),
+                    "a scope is printable ASCII without spaces, '\"' or '\\'",
+                );
+                ok = false;
+            }
+            scopes.push(v.clone());
+        }
+        if !raw.scopes.is_empty() && !auth.contains(&Scheme::Bearer) {
+            if let Some(first) = raw.scopes.first() {
+                self.error(
+                    first,
+                    &key("scopes"),
+                    "scopes apply to bearer tokens: add \"bearer\" to auth",
                 );
                 ok = false;
             }
@@ -1010,6 +1429,7 @@ impl Checker<'_> {
             allow,
             pass_authorization: raw.pass_authorization,
             max_body,
+            scopes,
         })
     }
 
@@ -1026,13 +1446,20 @@ impl Checker<'_> {
         };
         let mut schemes = Vec::new();
         for n in names {
+            let scheme = match n.as_str() {
+                Some("basic") => Some(Scheme::Basic),
+                Some("bearer") => Some(Scheme::Bearer),
+                Some("session") => Some(Scheme::Session),
+                _ => None,
+            };
             match n.as_str() {
-                Some("basic") => {
-                    if schemes.contains(&Scheme::Basic) {
-                        self.error(value, key, "`basic` is listed twice");
+                Some(name) if scheme.is_some() => {
+                    let scheme = scheme?;
+                    if schemes.contains(&scheme) {
+                        self.error(value, key, format!("`{name}` is listed twice"));
                         return None;
                     }
-                    schemes.push(Scheme::Basic)
+                    schemes.push(scheme)
                 }
                 Some("none") => {
                     self.error(value, key, "\"none\" cannot be combined with other schemes");
@@ -1042,7 +1469,7 @@ impl Checker<'_> {
                     self.error(
                         value,
                         key,
-                        format!("unknown scheme `{other}`; supported: \"basic\""),
+                        format!("unknown scheme `{other}`; supported: \"basic\", \"bearer\", \"session\""),
                     );
                     return None;
                 }

@@ -18,7 +18,6 @@ use crate::config::{self, AuditTarget};
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
 use crate::reason::Reason;
-use crate::users::UserDb;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -160,15 +159,27 @@ fn dry_run(path: &str, args: &Args) -> ExitCode {
         return ExitCode::from(2);
     };
     let record = rt.block_on(async {
-        let users = config
-            .users
-            .as_ref()
-            .map(|u| Arc::new(UserDb::new(u.htpasswd.clone(), u.initial.clone())));
+        let sources = match crate::gateway::Sources::open(&config).await {
+            Ok(s) => s,
+            Err(e) => return Err(e),
+        };
         let metrics = Arc::new(Metrics::new(&config));
         let audit = AuditLog::open(&AuditTarget::Off).ok();
-        let gateway = Gateway::new(config, users, audit.unwrap_or_else(AuditLog::off), metrics);
-        gateway.dry_run(&req, args.client).await
+        let gateway = Gateway::new(
+            config,
+            sources,
+            audit.unwrap_or_else(AuditLog::off),
+            metrics,
+        );
+        Ok(gateway.dry_run(&req, args.client).await)
     });
+    let record = match record {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e:#}");
+            return ExitCode::from(2);
+        }
+    };
     println!("{}", explain_record(&record));
     ExitCode::SUCCESS
 }
@@ -220,6 +231,16 @@ pub fn explain_json(v: &serde_json::Value) -> String {
         ("too_many_failures", _) => {
             format!("`{user}` was not checked: too many failed attempts (banned)")
         }
+        ("expired_credentials", what) => match what {
+            "password" => format!("`{user}`: right password, but it has expired"),
+            "account" => format!("`{user}`: the account has expired"),
+            "token_idle" => "the token was not used for longer than tokens.idle_timeout".into(),
+            _ => "the token has expired".into(),
+        },
+        ("account_locked", _) => format!("`{user}`: right password, but the account is locked"),
+        ("invalid_token", d) => format!("bearer token refused ({d})"),
+        ("invalid_request", d) => format!("the token was sent wrongly ({d})"),
+        ("session_expired", d) => format!("the session cookie is no longer valid ({d})"),
         _ if !scheme.is_empty() => format!("{scheme}: authenticated as `{user}`"),
         _ if s("outcome") == "allow" => "not required on this route".into(),
         _ => "not reached".into(),
@@ -227,6 +248,9 @@ pub fn explain_json(v: &serde_json::Value) -> String {
     out.push(format!("  authenticate: {auth}"));
     let authz = match (reason, s("outcome")) {
         ("forbidden", _) => format!("`{user}` is not in the route's allow list (users or groups)"),
+        ("insufficient_scope", _) => {
+            format!("the token for `{user}` lacks a scope the route requires")
+        }
         (_, "allow") if !user.is_empty() => format!("`{user}` may use this route"),
         (_, "allow") => "anyone may use this route".into(),
         _ => "not reached".into(),
@@ -267,6 +291,23 @@ fn fix(r: &Reason) -> &'static str {
         Reason::UpstreamUnavailable | Reason::UpstreamTimeout => {
             "check the upstream; this is not an authentication problem"
         }
+        Reason::ExpiredCredentials(crate::reason::Expired::Password) => {
+            "set a new password: authgate user passwd USER"
+        }
+        Reason::ExpiredCredentials(crate::reason::Expired::Account) => {
+            "extend the account: authgate user expire USER --clear (or --at DATE)"
+        }
+        Reason::ExpiredCredentials(_) => "issue a new token: authgate token issue --user USER",
+        Reason::AccountLocked => "authgate user unlock USER, if the lock is no longer wanted",
+        Reason::InvalidToken { .. } => {
+            "send a current token; `authgate token ls` shows authgate's tokens, `authgate doctor URL --bearer TOKEN` explains a JWT"
+        }
+        Reason::InsufficientScope { .. } => {
+            "issue a token with the route's scopes (authgate token issue --scopes ...)"
+        }
+        Reason::InvalidRequest(_) => "send the token once, as Authorization: Bearer TOKEN",
+        Reason::SessionExpired(_) => "sign in again; sessions.idle_timeout and lifetime set how long sessions last",
+        Reason::CsrfFailed => "reload the sign-in page and submit it again",
         _ => "see the README's \"Why did I get a 401?\" table",
     }
 }

@@ -7,18 +7,20 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::{HeaderValue, ACCEPT, AUTHORIZATION};
+use http::header::{HeaderValue, ACCEPT};
 use http::{HeaderMap, Request, Response};
 use hyper::body::Incoming;
 use ipnet::IpNet;
 use rand::RngCore;
 
 use crate::audit::{AuditLog, Record};
+use crate::authenticate::jwt::{JwksSource, JwtSettings, JwtVerifier};
 use crate::authenticate::lockout::Lockout;
-use crate::authenticate::{self, Authenticators, Identity, Outcome};
+use crate::authenticate::{self, Authenticators, Identity, Outcome, Presented};
 use crate::authorize::{authorize, Decision};
 use crate::body::Body;
-use crate::config::{Config, Route};
+use crate::clock::Clock;
+use crate::config::{Config, Route, Scheme};
 use crate::forward::headers::{self, Forwarding};
 use crate::forward::Forwarder;
 use crate::forward_auth;
@@ -28,7 +30,72 @@ use crate::normalize::{normalize, Target};
 use crate::reason::Reason;
 use crate::respond;
 use crate::route::Router;
-use crate::users::UserDb;
+use crate::store::Live;
+use crate::users::{Directory, UserDb};
+
+/// The user, token and key sources a configuration names, opened.
+#[derive(Default)]
+pub struct Sources {
+    pub users: Option<Arc<Directory>>,
+    pub store: Option<Arc<Live>>,
+    pub jwt: Option<Arc<JwtVerifier>>,
+}
+
+impl Sources {
+    /// Opens the htpasswd file's live view, the store (creating it on first use) and the
+    /// JWT keys (fetching a JWKS URL). Fails with a message for the operator.
+    pub async fn open(config: &Config) -> anyhow::Result<Sources> {
+        let htpasswd = config
+            .users
+            .as_ref()
+            .map(|u| Arc::new(UserDb::new(u.htpasswd.clone(), u.initial.clone())));
+        let store = match &config.store {
+            Some(path) => {
+                let path = path.clone();
+                Some(
+                    tokio::task::spawn_blocking(move || Live::open(&path))
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{e}"))?
+                        .map_err(|e| anyhow::anyhow!("cannot open the store: {e}"))?,
+                )
+            }
+            None => None,
+        };
+        let users = (htpasswd.is_some() || store.is_some())
+            .then(|| Arc::new(Directory::new(htpasswd, store.clone())));
+        let jwt = match &config.jwt {
+            Some(j) => Some(
+                JwtVerifier::new(jwt_settings(j, config.server.cache_capacity))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("[jwt]: {e}"))?,
+            ),
+            None => None,
+        };
+        Ok(Sources { users, store, jwt })
+    }
+}
+
+fn jwt_settings(j: &crate::config::Jwt, cache_capacity: u64) -> JwtSettings {
+    JwtSettings {
+        issuer: j.issuer.clone(),
+        audiences: j.audiences.clone(),
+        algorithms: j.algorithms.clone(),
+        jwks: match (&j.jwks_file, &j.jwks_url) {
+            (Some(f), _) => JwksSource::File(f.clone()),
+            (None, Some(u)) => JwksSource::Url(u.clone()),
+            (None, None) => JwksSource::None,
+        },
+        hs256_secret: j.hs256_secret.clone(),
+        leeway: j.leeway,
+        typ: j.typ.clone(),
+        user_claim: j.user_claim.clone(),
+        groups_claim: j.groups_claim.clone(),
+        scope_claim: j.scope_claim.clone(),
+        jwks_refresh: j.jwks_refresh,
+        jwks_min_refetch: j.jwks_min_refetch,
+        cache_capacity,
+    }
+}
 
 pub struct Gateway {
     config: Config,
@@ -39,29 +106,34 @@ pub struct Gateway {
     metrics: Arc<Metrics>,
     lockout: Arc<Lockout>,
     insights: Insights,
+    clock: Clock,
+    /// The sign-in and sign-out pages, when there is a store for sessions.
+    signin: Option<crate::signin::SignIn>,
     /// Each route's `WWW-Authenticate` value, rendered once.
     challenges: HashMap<usize, HeaderValue>,
 }
 
 impl Gateway {
-    pub fn new(
-        config: Config,
-        users: Option<Arc<UserDb>>,
-        audit: AuditLog,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        let lockout = Arc::new(Lockout::new(
-            config.lockout.clone(),
-            crate::clock::Clock::from_env(),
-        ));
+    pub fn new(config: Config, sources: Sources, audit: AuditLog, metrics: Arc<Metrics>) -> Self {
+        let clock = Clock::from_env();
+        let lockout = Arc::new(Lockout::new(config.lockout.clone(), clock.clone()));
+        let signin = sources
+            .store
+            .is_some()
+            .then(|| crate::signin::SignIn::new(&config.sessions, &config.server.realm));
         Gateway {
+            signin,
             router: Router::new(&config.routes),
             authenticators: Authenticators::new(
                 &config,
-                users,
+                sources.users,
+                sources.store,
+                sources.jwt,
                 Arc::clone(&metrics),
                 Arc::clone(&lockout),
+                clock.clone(),
             ),
+            clock,
             metrics,
             lockout,
             insights: Insights::default(),
@@ -72,12 +144,19 @@ impl Gateway {
                 .filter_map(|r| {
                     Some((
                         r.index,
-                        respond::challenge_header(&authenticate::challenges(r))?,
+                        respond::challenge_header(&authenticate::challenges(r, None))?,
                     ))
                 })
                 .collect(),
             audit,
             config,
+        }
+    }
+
+    /// Drops ended sessions from memory (and, at the next flush, from the store).
+    pub fn sweep_sessions(&self) {
+        if let Some(sessions) = self.authenticators.sessions() {
+            sessions.sweep(self.clock.now().as_secs());
         }
     }
 
@@ -120,12 +199,14 @@ impl Gateway {
             }),
             pass_authorization: false,
             max_body: None,
+            scopes: Vec::new(),
         };
-        match self
-            .authenticators
-            .authenticate(&route, headers.get(AUTHORIZATION), client)
-            .await
-        {
+        let presented = Presented {
+            headers,
+            query: None,
+            client,
+        };
+        match self.authenticators.authenticate(&route, &presented).await {
             Outcome::Authenticated(id) => match authorize(&route, &id) {
                 Decision::Allow => Ok(id.user),
                 Decision::Deny(reason) => Err(reason),
@@ -215,6 +296,22 @@ impl Gateway {
                     .await;
             }
         }
+        // The sign-in pages come before routing: no route can put them behind a sign-in.
+        if let Some(signin) = &self.signin {
+            let path = req.uri().path();
+            if path == crate::signin::SIGNIN_PATH || path == crate::signin::SIGNOUT_PATH {
+                return signin
+                    .handle(
+                        req,
+                        &self.authenticators,
+                        &self.clock,
+                        record.client_ip,
+                        peer_trusted,
+                        record,
+                    )
+                    .await;
+            }
+        }
         // Normalize: one reading of host and path, refused if servers could disagree on it.
         let target = match normalize(&req, self.config.server.max_header_bytes) {
             Ok(t) => t,
@@ -226,7 +323,24 @@ impl Gateway {
         let (route, identity) = match self.admit(&target, req.headers(), record).await {
             Ok(admitted) => admitted,
             Err((reason, route)) => {
-                return self.deny(reason, route.as_ref(), request_id, req.headers(), record)
+                // A browser opening a page of a session route goes to the sign-in page;
+                // every other client gets the 401 (see `signin`'s rule).
+                let to_sign_in = route
+                    .as_ref()
+                    .is_some_and(|r| r.auth.contains(&Scheme::Session))
+                    && reason.status() == http::StatusCode::UNAUTHORIZED
+                    && crate::signin::is_navigation(req.method(), req.headers());
+                if to_sign_in {
+                    self.deny(
+                        reason.clone(),
+                        route.as_ref(),
+                        request_id,
+                        req.headers(),
+                        record,
+                    );
+                    return crate::signin::redirect_to_sign_in(&target.path_and_query(), &reason);
+                }
+                return self.deny(reason, route.as_ref(), request_id, req.headers(), record);
             }
         };
         let route = &route;
@@ -245,6 +359,10 @@ impl Gateway {
                 pass_authorization: route.pass_authorization,
             },
         );
+        // The session cookie is authgate's, not the app's.
+        if let Some(sessions) = self.authenticators.sessions() {
+            headers::strip_cookies(req.headers_mut(), |name| sessions.is_session_cookie(name));
+        }
         // The request moves into the backend; keep what the answer to a backend failure needs.
         let mut accept = HeaderMap::new();
         if let Some(v) = req.headers().get(ACCEPT) {
@@ -253,8 +371,14 @@ impl Gateway {
         match self.forwarder.forward(route, &target, req).await {
             Ok(mut response) => {
                 record.outcome = "allow";
-                if identity.is_some() {
+                if let Some(id) = &identity {
                     headers::make_private(response.headers_mut());
+                    if id.method == Scheme::Session {
+                        // The same URL answers differently per session cookie.
+                        response
+                            .headers_mut()
+                            .append(http::header::VARY, HeaderValue::from_static("Cookie"));
+                    }
                 }
                 response
             }
@@ -279,11 +403,12 @@ impl Gateway {
         record.route_index = Some(route.index);
 
         // Authenticate: the Authorization header becomes an identity, or a reason.
-        let identity = match self
-            .authenticators
-            .authenticate(route, headers.get(AUTHORIZATION), record.client_ip)
-            .await
-        {
+        let presented = Presented {
+            headers,
+            query: target.query.as_deref(),
+            client: record.client_ip,
+        };
+        let identity = match self.authenticators.authenticate(route, &presented).await {
             Outcome::Anonymous => None,
             Outcome::Authenticated(id) => {
                 record.user = Some(id.user.clone());
@@ -357,7 +482,17 @@ impl Gateway {
         record.outcome = "deny";
         record.reason = Some(reason.code());
         record.detail = reason.audit_detail();
-        let challenges = route.and_then(|r| self.challenges.get(&r.index));
+        // RFC 6750 §3: a bearer failure names its error in the Bearer challenge, so that
+        // value is built per answer; every other denial uses the route's pre-rendered one.
+        let dynamic;
+        let challenges = match route {
+            Some(r) if reason.bearer_error().is_some() && r.auth.contains(&Scheme::Bearer) => {
+                dynamic = respond::challenge_header(&authenticate::challenges(r, Some(&reason)));
+                dynamic.as_ref()
+            }
+            Some(r) => self.challenges.get(&r.index),
+            None => None,
+        };
         respond::deny(&reason, challenges, request_id, request_headers)
     }
 }

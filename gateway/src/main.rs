@@ -40,6 +40,10 @@ enum Command {
     Explain(authgate::explain::Args),
     /// Explain why URL answers 401 (or 403), from any server, and say how to fix it.
     Doctor(authgate::doctor::Args),
+    /// Manage the users in the store: add, passwd, ls, lock, unlock, expire, groups, rm, import.
+    User(authgate::manage::UserArgs),
+    /// Manage API tokens: issue, ls, revoke.
+    Token(authgate::manage::TokenArgs),
     /// Read a password (prompt without echo, or one line on stdin) and print an htpasswd line.
     Hash {
         /// The user name for the line.
@@ -70,6 +74,8 @@ fn main() -> ExitCode {
         } => hash(&user, algorithm, cost),
         Command::Doctor(args) => authgate::doctor::main(args),
         Command::Explain(args) => authgate::explain::main(args),
+        Command::User(args) => authgate::manage::user_main(args),
+        Command::Token(args) => authgate::manage::token_main(args),
     }
 }
 
@@ -110,6 +116,15 @@ fn check(path: PathBuf) -> ExitCode {
             if c.routes.len() == 1 { "" } else { "s" },
             if users == 1 { "" } else { "s" }
         );
+        if let Some(store) = &c.store {
+            // `check` does not create the store: it only says where it is.
+            let state = if store.exists() {
+                "exists"
+            } else {
+                "created on first use"
+            };
+            println!("store: {} ({state})", store.display());
+        }
     }
     ExitCode::SUCCESS
 }

@@ -54,6 +54,53 @@ pub enum Reason {
     /// A forward-auth question without the original URI (`X-Forwarded-Uri` or
     /// `X-Original-URI`): the proxy is not configured to send it.
     ForwardAuthIncomplete,
+    /// Right credentials that are no longer valid: a password past its maximum age or marked
+    /// expired, an account past its expiry date, a token past its TTL or idle too long.
+    ExpiredCredentials(Expired),
+    /// Right password, but the account is locked (`authgate user lock`).
+    AccountLocked,
+    /// A bearer token that is not (or no longer) valid: unknown, revoked, malformed, badly
+    /// signed, not yet valid, or for another issuer or audience (RFC 6750 §3.1
+    /// `invalid_token`). `code` is for the audit log, `description` for the client.
+    InvalidToken {
+        code: &'static str,
+        description: &'static str,
+    },
+    /// A valid token without a scope the route requires (RFC 6750 §3.1 `insufficient_scope`).
+    /// `scope` is the route's required scopes, space-separated.
+    InsufficientScope { scope: String },
+    /// A request that offers a token wrongly: in two places, in the URL, or in an
+    /// `Authorization: Bearer` field that is not a token68 (RFC 6750 §3.1 `invalid_request`).
+    InvalidRequest(&'static str),
+    /// A browser session cookie that is no longer valid: idle too long, past its lifetime,
+    /// or unknown (signed out, or removed).
+    SessionExpired(&'static str),
+    /// A sign-in or sign-out form post without the matching anti-CSRF token.
+    CsrfFailed,
+}
+
+/// What expired, for [`Reason::ExpiredCredentials`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expired {
+    /// Older than `users.password_max_age`, or marked with `authgate user expire --password`.
+    Password,
+    /// Past the account's expiry date (`authgate user expire`).
+    Account,
+    /// An API token or JWT past its expiry time.
+    Token,
+    /// An API token unused for longer than `tokens.idle_timeout`.
+    TokenIdle,
+}
+
+impl Expired {
+    pub fn code(self) -> &'static str {
+        match self {
+            Expired::Password => "password",
+            Expired::Account => "account",
+            Expired::Token => "token",
+            Expired::TokenIdle => "token_idle",
+        }
+    }
 }
 
 /// What was wrong with credentials that did not verify. Only the audit log sees this:
@@ -87,6 +134,34 @@ impl Reason {
             Reason::HashingBusy => "hashing_busy",
             Reason::UntrustedForwardAuth => "untrusted_forward_auth",
             Reason::ForwardAuthIncomplete => "forward_auth_incomplete",
+            Reason::ExpiredCredentials(_) => "expired_credentials",
+            Reason::AccountLocked => "account_locked",
+            Reason::InvalidToken { .. } => "invalid_token",
+            Reason::InsufficientScope { .. } => "insufficient_scope",
+            Reason::InvalidRequest(_) => "invalid_request",
+            Reason::SessionExpired(_) => "session_expired",
+            Reason::CsrfFailed => "csrf_failed",
+        }
+    }
+
+    /// The RFC 6750 §3 `error` and `error_description` for the Bearer challenge, for the
+    /// reasons that are about a bearer token.
+    pub fn bearer_error(&self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Reason::InvalidToken { description, .. } => Some(("invalid_token", description)),
+            Reason::ExpiredCredentials(Expired::Token) => {
+                Some(("invalid_token", "The access token expired"))
+            }
+            Reason::ExpiredCredentials(Expired::TokenIdle) => Some((
+                "invalid_token",
+                "The access token expired after a period without use",
+            )),
+            Reason::InsufficientScope { .. } => Some((
+                "insufficient_scope",
+                "The access token does not have the scope this resource requires",
+            )),
+            Reason::InvalidRequest(why) => Some(("invalid_request", why)),
+            _ => None,
         }
     }
 
@@ -97,7 +172,14 @@ impl Reason {
             Reason::MissingCredentials
             | Reason::MalformedCredentials(_)
             | Reason::UnsupportedScheme
-            | Reason::InvalidCredentials(_) => StatusCode::UNAUTHORIZED,
+            | Reason::InvalidCredentials(_)
+            | Reason::ExpiredCredentials(_)
+            | Reason::AccountLocked
+            | Reason::InvalidToken { .. }
+            | Reason::SessionExpired(_) => StatusCode::UNAUTHORIZED,
+            // RFC 6750 §3.1: insufficient_scope is 403, invalid_request 400.
+            Reason::InsufficientScope { .. } | Reason::CsrfFailed => StatusCode::FORBIDDEN,
+            Reason::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             // RFC 9110 §15.5.4: known but not allowed; retrying with the same credentials won't help.
             Reason::Forbidden | Reason::UntrustedForwardAuth | Reason::ForwardAuthIncomplete => {
                 StatusCode::FORBIDDEN
@@ -118,9 +200,10 @@ impl Reason {
         }
     }
 
-    /// Whether the answer carries the route's challenges (every 401 must: RFC 9110 §15.5.2).
+    /// Whether the answer carries the route's challenges: every 401 must (RFC 9110
+    /// §15.5.2), and so do the 400 and 403 answers about a bearer token (RFC 6750 §3).
     pub fn challenges(&self) -> bool {
-        self.status() == StatusCode::UNAUTHORIZED
+        self.status() == StatusCode::UNAUTHORIZED || self.bearer_error().is_some()
     }
 
     /// A short title, stable per reason (RFC 9457 §3.1.3).
@@ -145,6 +228,15 @@ impl Reason {
             Reason::HashingBusy => "Too many sign-ins at once",
             Reason::UntrustedForwardAuth => "Not a trusted proxy",
             Reason::ForwardAuthIncomplete => "Forward-auth request incomplete",
+            Reason::ExpiredCredentials(Expired::Password) => "Password expired",
+            Reason::ExpiredCredentials(Expired::Account) => "Account expired",
+            Reason::ExpiredCredentials(_) => "Token expired",
+            Reason::AccountLocked => "Account locked",
+            Reason::InvalidToken { .. } => "Invalid access token",
+            Reason::InsufficientScope { .. } => "Insufficient scope",
+            Reason::InvalidRequest(_) => "Invalid token request",
+            Reason::SessionExpired(_) => "Session expired",
+            Reason::CsrfFailed => "Form expired or forged",
         }
     }
 
@@ -215,6 +307,40 @@ impl Reason {
             Reason::ForwardAuthIncomplete => "The proxy did not say which request it asks about: \
                  send X-Forwarded-Uri (Traefik, Caddy) or X-Original-URI (nginx)."
                 .into(),
+            Reason::ExpiredCredentials(Expired::Password) => "Your password has expired. \
+                 Ask an administrator to set a new one (authgate user passwd)."
+                .into(),
+            Reason::ExpiredCredentials(Expired::Account) => "Your account has expired. \
+                 Ask an administrator to extend it (authgate user expire --clear)."
+                .into(),
+            Reason::ExpiredCredentials(Expired::Token) => {
+                "The access token has expired. Get a new token and send it instead.".into()
+            }
+            Reason::ExpiredCredentials(Expired::TokenIdle) => "The access token was not used \
+                 for too long and has expired. Get a new token and send it instead."
+                .into(),
+            Reason::AccountLocked => "Your account is locked. Ask an administrator to unlock \
+                 it (authgate user unlock); retrying will not help."
+                .into(),
+            Reason::InvalidToken { description, .. } => {
+                format!("{description}. Send a valid token as Authorization: Bearer <token>.")
+                    .into()
+            }
+            Reason::InsufficientScope { scope } => format!(
+                "The access token is valid but lacks a scope this resource requires: {scope}. \
+                 Get a token with these scopes."
+            )
+            .into(),
+            Reason::InvalidRequest(why) => {
+                format!("{why}. Send the token once, in the Authorization header (RFC 6750 §2.1).")
+                    .into()
+            }
+            Reason::SessionExpired(_) => {
+                "Your session has expired. Sign in again to continue.".into()
+            }
+            Reason::CsrfFailed => "The form was too old or did not come from this site. \
+                 Reload the page and try again."
+                .into(),
         }
     }
 
@@ -224,7 +350,12 @@ impl Reason {
         match self {
             Reason::InvalidCredentials(CredentialFault::UnknownUser) => Some("unknown_user"),
             Reason::InvalidCredentials(CredentialFault::WrongPassword) => Some("wrong_password"),
-            Reason::MalformedCredentials(why) | Reason::AmbiguousPath(why) => Some(why),
+            Reason::MalformedCredentials(why)
+            | Reason::AmbiguousPath(why)
+            | Reason::InvalidRequest(why)
+            | Reason::SessionExpired(why) => Some(why),
+            Reason::ExpiredCredentials(what) => Some(what.code()),
+            Reason::InvalidToken { code, .. } => Some(code),
             _ => None,
         }
     }
@@ -251,6 +382,18 @@ impl Reason {
             Reason::HashingBusy,
             Reason::UntrustedForwardAuth,
             Reason::ForwardAuthIncomplete,
+            Reason::ExpiredCredentials(Expired::Password),
+            Reason::AccountLocked,
+            Reason::InvalidToken {
+                code: "unknown",
+                description: "The access token is not valid",
+            },
+            Reason::InsufficientScope {
+                scope: "read".into(),
+            },
+            Reason::InvalidRequest("The token was sent in two places"),
+            Reason::SessionExpired("idle"),
+            Reason::CsrfFailed,
         ]
     }
 }
@@ -274,11 +417,33 @@ mod tests {
     #[test]
     fn every_401_carries_a_challenge() {
         for r in Reason::all() {
+            if r.status() == StatusCode::UNAUTHORIZED {
+                assert!(r.challenges(), "{r:?}");
+            }
             assert_eq!(
                 r.challenges(),
-                r.status() == StatusCode::UNAUTHORIZED,
+                r.status() == StatusCode::UNAUTHORIZED || r.bearer_error().is_some(),
                 "{r:?}"
             );
+        }
+    }
+
+    #[test]
+    fn bearer_errors_follow_rfc_6750() {
+        // RFC 6750 §3: error_description is %x20-21 / %x23-5B / %x5D-7E.
+        for r in Reason::all() {
+            if let Some((error, description)) = r.bearer_error() {
+                let status = r.status().as_u16();
+                match error {
+                    "invalid_token" => assert_eq!(status, 401),
+                    "insufficient_scope" => assert_eq!(status, 403),
+                    "invalid_request" => assert_eq!(status, 400),
+                    other => panic!("{other}"),
+                }
+                assert!(description
+                    .bytes()
+                    .all(|b| (0x20..=0x7e).contains(&b) && b != b'"' && b != b'\\'));
+            }
         }
     }
 }

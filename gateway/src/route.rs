@@ -62,6 +62,7 @@ mod tests {
             allow: None,
             pass_authorization: false,
             max_body: None,
+            scopes: Vec::new(),
         }
     }
 

@@ -8,12 +8,16 @@ use tokio::net::TcpListener;
 
 use crate::audit::AuditLog;
 use crate::config::Config;
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, Sources};
 use crate::metrics::Metrics;
 use crate::users::{log_reload, UserDb};
 
-/// How often the htpasswd file is checked for changes.
+/// How often the htpasswd file and the store are checked for changes.
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+/// Token and session activity is written to the store every this many WATCH_INTERVALs.
+const STORE_FLUSH_TICKS: u32 = 10;
+/// How often ended sessions are dropped (they are refused as soon as they end either way).
+const SESSION_SWEEP: Duration = Duration::from_secs(60);
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.server.listen)
@@ -21,16 +25,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let addr = listener.local_addr()?;
 
-    let users = config
-        .users
-        .as_ref()
-        .map(|u| Arc::new(UserDb::new(u.htpasswd.clone(), u.initial.clone())));
-    if let (Some(db), Some(u)) = (&users, &config.users) {
+    let sources = Sources::open(&config).await?;
+    let htpasswd = sources.users.as_ref().and_then(|d| d.htpasswd.clone());
+    if let (Some(db), Some(u)) = (&htpasswd, &config.users) {
         if u.watch {
             db.spawn_watcher(WATCH_INTERVAL);
         }
     }
-    spawn_sighup(users.clone());
+    spawn_sighup(htpasswd);
+    if let Some(store) = &sources.store {
+        // Other processes' changes (the CLI) are seen within a second; token and session
+        // activity is written back every STORE_FLUSH_TICKS seconds and at shutdown.
+        store.spawn_maintenance(WATCH_INTERVAL, STORE_FLUSH_TICKS);
+    }
+    let store = sources.store.clone();
 
     let mut audit =
         AuditLog::open(&config.server.audit_log).context("cannot open the audit log")?;
@@ -39,10 +47,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let admin = config.admin.clone();
     let gateway = Arc::new(Gateway::new(
         config,
-        users,
+        sources,
         audit.clone(),
         Arc::clone(&metrics),
     ));
+    if store.is_some() {
+        let weak = Arc::downgrade(&gateway);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SESSION_SWEEP);
+            loop {
+                tick.tick().await;
+                let Some(gateway) = weak.upgrade() else {
+                    return;
+                };
+                gateway.sweep_sessions();
+            }
+        });
+    }
     if let Some(admin) = &admin {
         let admin_listener = TcpListener::bind(admin.listen)
             .await
@@ -61,6 +82,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Tests and scripts read this line to learn the port when listening on port 0.
     eprintln!("authgate listening on {addr}");
     crate::accept::serve(listener, gateway, &server, shutdown_signal()).await;
+    if let Some(store) = store {
+        if let Err(e) = tokio::task::spawn_blocking(move || store.flush()).await {
+            tracing::error!("store: last flush failed: {e}");
+        }
+    }
     audit.close();
     Ok(())
 }

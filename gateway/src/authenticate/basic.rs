@@ -27,15 +27,18 @@ use std::net::IpAddr;
 
 use super::hashing::HashPool;
 use super::lockout::Lockout;
+use crate::clock::Clock;
 use crate::config::Server;
 use crate::metrics::Metrics;
 use crate::reason::{CredentialFault, Reason};
-use crate::users::UserDb;
+use crate::users::{check_account, Directory};
 
 type Key = [u8; 32];
 
 pub struct BasicAuth {
-    users: Arc<UserDb>,
+    users: Arc<Directory>,
+    clock: Clock,
+    password_max_age: Option<std::time::Duration>,
     /// HMAC-SHA-256 keyed once with a random per-process key; cloned per request so the
     /// key-block compressions are not redone every time.
     mac: Hmac<Sha256>,
@@ -47,11 +50,13 @@ pub struct BasicAuth {
 
 impl BasicAuth {
     pub fn new(
-        users: Arc<UserDb>,
-        server: &Server,
+        users: Arc<Directory>,
+        config: &crate::config::Config,
         metrics: Arc<Metrics>,
         lockout: Arc<Lockout>,
+        clock: Clock,
     ) -> Self {
+        let server: &Server = &config.server;
         let mut key = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut key);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -60,6 +65,8 @@ impl BasicAuth {
         let mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC accepts any key length");
         BasicAuth {
             users,
+            clock,
+            password_max_age: config.password_max_age,
             mac,
             cache: moka::future::Cache::builder()
                 .max_capacity(server.cache_capacity)
@@ -77,30 +84,42 @@ impl BasicAuth {
 
     /// Returns the user name if the credentials are right; otherwise the reason and, for the
     /// audit log, the user name that was tried.
-    pub async fn authenticate(
-        &self,
-        credentials: &Credentials,
-        client: IpAddr,
-    ) -> Result<String, (Reason, Option<String>)> {
+    pub async fn authenticate(&self, credentials: &Credentials, client: IpAddr) -> super::Checked {
         let token68 = credentials.token68.as_deref().ok_or((
             Reason::MalformedCredentials("Basic takes a token68, not parameters"),
             None,
         ))?;
         let basic = decode_basic(token68)
             .map_err(|e| (Reason::MalformedCredentials(basic_fault(e)), None))?;
+        self.verify(basic.user_id, basic.password, client).await
+    }
+
+    /// Checks a user name and password (from Basic credentials or the sign-in form) with
+    /// everything Basic does: lockout first, the verification cache, the hashing pool, the
+    /// account's state. Returns the user and, for store users, their record.
+    pub async fn verify(
+        &self,
+        user_id: String,
+        password: authgate_proto::Secret,
+        client: IpAddr,
+    ) -> super::Checked {
+        struct Basic {
+            user_id: String,
+            password: authgate_proto::Secret,
+        }
+        let basic = Basic { user_id, password };
         // A banned client, user or pair is refused before any hash is computed.
         if let Err(retry_after) = self.lockout.check(client, &basic.user_id) {
             return Err((Reason::TooManyFailures { retry_after }, Some(basic.user_id)));
         }
-        let users = self.users.snapshot();
-        let entry = users.get(&basic.user_id);
-        let (hash, fingerprint, fault) = match entry {
+        let entry = self.users.find(&basic.user_id);
+        let (hash, fingerprint, fault) = match &entry {
             Some(e) => (
                 Arc::clone(&e.hash),
                 e.fingerprint,
                 CredentialFault::WrongPassword,
             ),
-            None => (users.dummy(), [0u8; 32], CredentialFault::UnknownUser),
+            None => (self.users.dummy(), [0u8; 32], CredentialFault::UnknownUser),
         };
         let key = self.cache_key(
             &basic.user_id,
@@ -142,13 +161,19 @@ impl BasicAuth {
             }
         };
         self.metrics.basic_authentication(started.elapsed());
-        if verified && entry.is_some() {
+        if let (true, Some(account)) = (verified, &entry) {
             // Only first sign-ins (cache misses) touch the lockout state, so cached requests
             // take no lock.
             if fresh {
                 self.lockout.success(client, &basic.user_id);
             }
-            Ok(basic.user_id)
+            // The account's state is checked after the password, so only its owner learns it.
+            if let Some(stored) = &account.stored {
+                let now = self.clock.now().as_secs();
+                check_account(stored, now, Some(self.password_max_age))
+                    .map_err(|reason| (reason, Some(basic.user_id.clone())))?;
+            }
+            Ok((basic.user_id, account.stored.clone()))
         } else {
             if self.lockout.failure(client, &basic.user_id) {
                 self.metrics.ban();

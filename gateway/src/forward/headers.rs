@@ -196,6 +196,32 @@ fn set(headers: &mut HeaderMap, name: &str, value: &str) {
 /// RFC 9111 §3.5: a response to an authenticated request must not be stored by a shared cache.
 /// Adds `private` unless the upstream already said `private` or `no-store`, and drops
 /// `public` and `s-maxage`, which would override that.
+/// Removes the cookies for which `drop(name)` holds from every `Cookie` field, keeping the
+/// others (the app's own cookies) in order; a field left empty is removed.
+pub fn strip_cookies(headers: &mut HeaderMap, drop: impl Fn(&str) -> bool) {
+    let cookie = http::header::COOKIE;
+    if !headers.contains_key(&cookie) {
+        return;
+    }
+    let kept: Vec<String> = headers
+        .get_all(&cookie)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .filter(|pair| !drop(pair.split('=').next().unwrap_or("").trim()))
+        .map(str::to_owned)
+        .collect();
+    headers.remove(&cookie);
+    // RFC 9113 §8.2.3 / RFC 6265 §5.4: one field, pairs joined by "; ".
+    if !kept.is_empty() {
+        if let Ok(v) = http::HeaderValue::from_str(&kept.join("; ")) {
+            headers.insert(cookie, v);
+        }
+    }
+}
+
 pub fn make_private(headers: &mut HeaderMap) {
     let current: Vec<String> = headers
         .get_all(http::header::CACHE_CONTROL)
@@ -226,6 +252,36 @@ pub fn make_private(headers: &mut HeaderMap) {
     );
     if let Ok(v) = HeaderValue::from_str(&kept.join(", ")) {
         headers.insert(http::header::CACHE_CONTROL, v);
+    }
+}
+
+#[cfg(test)]
+mod cookie_tests {
+    use super::*;
+
+    #[test]
+    fn strip_cookies_keeps_the_apps_cookies() {
+        let mut h = HeaderMap::new();
+        h.append(
+            http::header::COOKIE,
+            "app=1; authgate_session=s".parse().expect("v"),
+        );
+        h.append(
+            http::header::COOKIE,
+            "__Host-authgate_session=t; theme=dark".parse().expect("v"),
+        );
+        strip_cookies(&mut h, |n| {
+            n == "authgate_session" || n == "__Host-authgate_session"
+        });
+        assert_eq!(h.get_all(http::header::COOKIE).iter().count(), 1);
+        assert_eq!(h[http::header::COOKIE], "app=1; theme=dark");
+        let mut only = HeaderMap::new();
+        only.insert(
+            http::header::COOKIE,
+            "authgate_session=s".parse().expect("v"),
+        );
+        strip_cookies(&mut only, |n| n == "authgate_session");
+        assert!(!only.contains_key(http::header::COOKIE));
     }
 }
 
@@ -274,6 +330,7 @@ mod tests {
             user: "alice".into(),
             method: Scheme::Basic,
             groups: vec!["admins".to_string()].into(),
+            scopes: None,
         };
         prepare_request(
             &mut h,

@@ -1,4 +1,6 @@
-//! User sources. Today: Apache htpasswd files, reloaded on change or SIGHUP.
+//! User sources: Apache htpasswd files (read-only, reloaded on change or SIGHUP) and the
+//! embedded store (`authgate user ...`), combined in a [`Directory`]. A name in the store
+//! takes precedence over the same name in the htpasswd file.
 
 pub mod hash;
 pub mod htpasswd;
@@ -9,7 +11,102 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 
+use self::hash::PasswordHash;
 use self::htpasswd::Htpasswd;
+use crate::reason::{Expired, Reason};
+use crate::store::{Live, LiveUser};
+
+/// Every user source the configuration names.
+pub struct Directory {
+    pub htpasswd: Option<Arc<UserDb>>,
+    pub store: Option<Arc<Live>>,
+    /// For unknown users when there is no htpasswd file to imitate: an argon2id hash like
+    /// the ones `authgate user add` writes.
+    dummy: Arc<PasswordHash>,
+}
+
+/// A user found in a source, with what a password check needs.
+pub struct Account {
+    pub hash: Arc<PasswordHash>,
+    /// Identifies the hash version, for the verification cache key.
+    pub fingerprint: [u8; 32],
+    /// Status and groups, for store users.
+    pub stored: Option<Arc<LiveUser>>,
+}
+
+impl Directory {
+    pub fn new(htpasswd: Option<Arc<UserDb>>, store: Option<Arc<Live>>) -> Directory {
+        let dummy = match &htpasswd {
+            Some(db) => db.snapshot().dummy(),
+            None => Arc::new(
+                hash::hash_password(b"authgate-dummy-password", hash::NewHash::Argon2id)
+                    .ok()
+                    .and_then(|h| PasswordHash::parse(&h).ok())
+                    .unwrap_or_else(|| PasswordHash::dummy_bcrypt(10)),
+            ),
+        };
+        Directory {
+            htpasswd,
+            store,
+            dummy,
+        }
+    }
+
+    /// The user called `name`: the store first, then the htpasswd file.
+    pub fn find(&self, name: &str) -> Option<Account> {
+        if let Some(store) = &self.store {
+            if let Some(u) = store.snapshot().users.get(name) {
+                return Some(Account {
+                    hash: Arc::clone(&u.hash),
+                    fingerprint: u.fingerprint,
+                    stored: Some(Arc::clone(u)),
+                });
+            }
+        }
+        let db = self.htpasswd.as_ref()?;
+        let snapshot = db.snapshot();
+        let e = snapshot.get(name)?;
+        Some(Account {
+            hash: Arc::clone(&e.hash),
+            fingerprint: e.fingerprint,
+            stored: None,
+        })
+    }
+
+    /// A hash to verify against for unknown users, so they take as long as known ones.
+    pub fn dummy(&self) -> Arc<PasswordHash> {
+        match &self.htpasswd {
+            Some(db) => db.snapshot().dummy(),
+            None => Arc::clone(&self.dummy),
+        }
+    }
+}
+
+/// Whether a store account may sign in at `now` (Unix seconds), after its password (or
+/// token) checked out: not locked, not past its expiry date, and, when it signed in with
+/// its password (`password_max_age` given), the password not expired. Tokens and sessions
+/// pass None: an old password does not end them, a lock or account expiry does.
+pub fn check_account(
+    user: &LiveUser,
+    now: u64,
+    password_max_age: Option<Option<Duration>>,
+) -> Result<(), Reason> {
+    if user.locked {
+        return Err(Reason::AccountLocked);
+    }
+    if user.expires.is_some_and(|at| at <= now) {
+        return Err(Reason::ExpiredCredentials(Expired::Account));
+    }
+    let Some(max_age) = password_max_age else {
+        return Ok(());
+    };
+    let too_old =
+        max_age.is_some_and(|max| user.password_changed.saturating_add(max.as_secs()) <= now);
+    if user.password_expired || too_old {
+        return Err(Reason::ExpiredCredentials(Expired::Password));
+    }
+    Ok(())
+}
 
 /// What identifies a version of the file on disk without reading it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

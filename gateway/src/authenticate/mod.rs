@@ -274,11 +274,15 @@ fn has_access_token(query: &str) -> bool {
 /// The challenges for a route, one per accepted scheme in the route's order
 /// (RFC 9110 §11.6.1: list the well-supported schemes first; the route's order decides).
 /// With a bearer `reason`, the Bearer challenge carries its RFC 6750 §3 `error`,
-/// `error_description` and, for `insufficient_scope`, the `scope` the route needs.
+/// `error_description` and, for `insufficient_scope`, the `scope` the route needs; on the
+/// 400 and 403 answers about a token, only the Bearer challenge is sent (another scheme
+/// would not fix a token's missing scope).
 pub fn challenges(route: &Route, reason: Option<&Reason>) -> Vec<Challenge> {
+    let only_bearer = reason.is_some_and(|r| r.status() != http::StatusCode::UNAUTHORIZED);
     route
         .auth
         .iter()
+        .filter(|scheme| !only_bearer || **scheme == Scheme::Bearer)
         .map(|scheme| match scheme {
             Scheme::Basic => authgate_proto::basic::basic_challenge(&route.realm),
             Scheme::Bearer => {

@@ -82,7 +82,7 @@ fn check_accepts_the_bundled_example() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (3 routes, 2 users)"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (4 routes, 2 users)"));
 }
 
 #[test]

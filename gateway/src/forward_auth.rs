@@ -135,6 +135,28 @@ pub fn finish_denial(response: &mut Response<Body>, reason: &Reason) {
         .insert("x-authgate-reason", HeaderValue::from_static(reason.code()));
 }
 
+/// Sends a browser to sign in, in each proxy's terms. Traefik ForwardAuth and Caddy
+/// `forward_auth` hand any non-2xx answer to the client as it is, so the 401 becomes a `302`
+/// to the sign-in page (the proxy must route `/_authgate/` to authgate). nginx's
+/// `auth_request` turns anything but 2xx/401/403 into 500, so for nginx (the question came
+/// with `X-Original-URI`) the answer stays 401 and carries the sign-in URL in
+/// `X-Authgate-Signin`, which nginx's `error_page 401` can redirect to (see the README).
+pub fn sign_in(response: &mut Response<Body>, location: &str, asked: &http::HeaderMap) {
+    let Ok(value) = HeaderValue::from_str(location) else {
+        return;
+    };
+    response
+        .headers_mut()
+        .insert("x-authgate-signin", value.clone());
+    if !asked.contains_key("x-original-uri") {
+        *response.status_mut() = StatusCode::FOUND;
+        response
+            .headers_mut()
+            .insert(http::header::LOCATION, value);
+        response.headers_mut().remove(http::header::WWW_AUTHENTICATE);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

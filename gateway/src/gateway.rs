@@ -467,7 +467,22 @@ impl Gateway {
                 record.outcome = "allow";
                 forward_auth::allow(identity.as_ref(), &self.config.server.identity_headers)
             }
-            Err((reason, route)) => deny(self, reason, route.as_ref(), record),
+            Err((reason, route)) => {
+                let mut r = deny(self, reason.clone(), route.as_ref(), record);
+                // A browser on a session route is sent to sign in, as far as the proxy can
+                // express it (see forward_auth::sign_in).
+                let to_sign_in = route
+                    .as_ref()
+                    .is_some_and(|r| r.auth.contains(&Scheme::Session))
+                    && reason.status() == http::StatusCode::UNAUTHORIZED
+                    && crate::signin::is_navigation(original.method(), original.headers());
+                if to_sign_in {
+                    let location =
+                        crate::signin::sign_in_location(&target.path_and_query(), &reason);
+                    forward_auth::sign_in(&mut r, &location, req.headers());
+                }
+                r
+            }
         }
     }
 

@@ -415,18 +415,7 @@ pub fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
 /// The redirect to the sign-in page for a navigation refused with `reason`; the original
 /// path and query come back as `return_to`.
 pub fn redirect_to_sign_in(path_and_query: &str, reason: &Reason) -> Response<Body> {
-    let why = match reason {
-        Reason::SessionExpired(_) => Notice::SessionExpired,
-        Reason::ExpiredCredentials(Expired::Password) => Notice::PasswordExpired,
-        Reason::ExpiredCredentials(_) => Notice::AccountExpired,
-        Reason::AccountLocked => Notice::AccountLocked,
-        _ => Notice::SignInRequired,
-    };
-    let location = format!(
-        "{SIGNIN_PATH}?return_to={}&why={}",
-        percent_encode(path_and_query),
-        why.code()
-    );
+    let location = sign_in_location(path_and_query, reason);
     let mut r = Response::new(full(String::new()));
     *r.status_mut() = StatusCode::FOUND;
     let h = r.headers_mut();
@@ -436,6 +425,23 @@ pub fn redirect_to_sign_in(path_and_query: &str, reason: &Reason) -> Response<Bo
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(VARY, HeaderValue::from_static("Accept, Cookie"));
     r
+}
+
+/// `/_authgate/signin?return_to=…&why=…` for a navigation to `path_and_query` refused with
+/// `reason`.
+pub fn sign_in_location(path_and_query: &str, reason: &Reason) -> String {
+    let why = match reason {
+        Reason::SessionExpired(_) => Notice::SessionExpired,
+        Reason::ExpiredCredentials(Expired::Password) => Notice::PasswordExpired,
+        Reason::ExpiredCredentials(_) => Notice::AccountExpired,
+        Reason::AccountLocked => Notice::AccountLocked,
+        _ => Notice::SignInRequired,
+    };
+    format!(
+        "{SIGNIN_PATH}?return_to={}&why={}",
+        percent_encode(path_and_query),
+        why.code()
+    )
 }
 
 fn html_response(status: StatusCode, html: String) -> Response<Body> {

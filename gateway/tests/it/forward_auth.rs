@@ -516,6 +516,127 @@ for_proxies! {
     spoofed_headers: nginx_spoofed_identity_and_uri_headers_change_nothing, caddy_spoofed_identity_and_uri_headers_change_nothing;
     public_route: nginx_public_route_drops_client_identity_headers, caddy_public_route_drops_client_identity_headers;
     path_confusion: nginx_path_confusion_never_reaches_protected_path, caddy_path_confusion_never_reaches_protected_path;
+    session_sign_in: nginx_browser_is_sent_to_sign_in_and_gets_through, caddy_browser_is_sent_to_sign_in_and_gets_through;
+}
+
+const BROWSER_ACCEPT: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+
+/// The `name=value` of a `Set-Cookie` for `name`, if the response sets one.
+fn set_cookie(r: &Resp, name: &str) -> Option<String> {
+    r.all("set-cookie")
+        .into_iter()
+        .filter_map(|c| c.split(';').next())
+        .find(|nv| nv.split('=').next() == Some(name))
+        .map(str::to_owned)
+}
+
+/// A session route (`/portal`) behind the proxy: a browser's page request is redirected to
+/// authgate's sign-in page (served through the proxy on the app's host), an API request
+/// gets the 401; signing in through the proxy gives a cookie that the proxy's next
+/// forward-auth question carries, and the request reaches the app as the user.
+fn session_sign_in(kind: Kind) {
+    let s = Stack::start(kind);
+    let nav = [("Accept", BROWSER_ACCEPT), ("Sec-Fetch-Mode", "navigate")];
+    let r = s.get("/portal/page?x=1", None, &nav);
+    assert_eq!(r.status, 302, "{}", s.context(&r));
+    // nginx makes the Location absolute (on the proxy's own origin); Caddy passes it on.
+    let origin = format!("http://{}", s.proxy.addr());
+    assert_eq!(
+        r.header("location").map(|l| l.trim_start_matches(origin.as_str())),
+        Some("/_authgate/signin?return_to=/portal/page%3Fx%3D1&why=required"),
+        "{}",
+        s.context(&r)
+    );
+    let api = s.get("/portal/page", None, &[("Accept", "application/json")]);
+    assert_eq!(api.status, 401, "{}", s.context(&api));
+    assert_eq!(
+        api.all("www-authenticate"),
+        vec![r#"Cookie realm="Example", form-action="/_authgate/signin", Basic realm="Example", charset="UTF-8""#],
+        "{}",
+        s.context(&api)
+    );
+    assert!(s.up.seen().is_empty(), "{}", s.context(&api));
+
+    // The sign-in page, through the proxy.
+    let page = s.get("/_authgate/signin?return_to=/portal/page%3Fx%3D1", None, &nav);
+    assert_eq!(page.status, 200, "{}", s.context(&page));
+    let csrf_cookie = set_cookie(&page, "authgate_csrf").expect("csrf cookie");
+    let csrf = page
+        .body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("csrf field")
+        .to_string();
+    let post = kit::rt().block_on(async {
+        kit::client()
+            .post(s.proxy.url("/_authgate/signin"))
+            .header("Cookie", &csrf_cookie)
+            .form(&[
+                ("user", "bob"),
+                ("password", "bob-pw"),
+                ("csrf", csrf.as_str()),
+                ("return_to", "/portal/page?x=1"),
+            ])
+            .send()
+            .await
+            .expect("post")
+    });
+    assert_eq!(post.status().as_u16(), 303);
+    assert_eq!(post.headers()["location"], "/portal/page?x=1");
+    let session = post
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|c| c.split(';').next())
+        .find(|nv| nv.starts_with("authgate_session="))
+        .expect("session cookie")
+        .to_string();
+    assert!(s.up.seen().is_empty(), "sign-in is authgate's, not the app's");
+
+    let r = s.get("/portal/page?x=1", None, &[nav[0], nav[1], ("Cookie", session.as_str())]);
+    assert_eq!(r.status, 200, "{}", s.context(&r));
+    let seen = s.up.seen();
+    assert_eq!(seen.len(), 1, "{}", s.context(&r));
+    assert_eq!(seen[0].header("x-authgate-user"), Some("bob"), "{}", s.context(&r));
+    assert_eq!(seen[0].header("x-authgate-method"), Some("session"), "{}", s.context(&r));
+}
+
+#[test]
+fn traefik_contract_sends_a_browser_to_sign_in() {
+    let gw = authgate(EXAMPLE_AUTHGATE);
+    let r = get(
+        &gw.url(CHECK),
+        None,
+        &[
+            ("X-Forwarded-Method", "GET"),
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-Host", "app.example.com"),
+            ("X-Forwarded-Uri", "/portal/"),
+            ("Accept", BROWSER_ACCEPT),
+        ],
+    );
+    // Traefik hands a non-2xx answer to the client as it is.
+    assert_eq!(r.status, 302, "{r}");
+    assert_eq!(
+        r.header("location"),
+        Some("/_authgate/signin?return_to=/portal/&why=required"),
+        "{r}"
+    );
+    // An API client on the same route: the 401 and its challenge.
+    let r = get(
+        &gw.url(CHECK),
+        None,
+        &[
+            ("X-Forwarded-Method", "GET"),
+            ("X-Forwarded-Host", "app.example.com"),
+            ("X-Forwarded-Uri", "/portal/"),
+            ("Accept", "application/json"),
+        ],
+    );
+    assert_eq!(r.status, 401, "{r}");
+    assert!(r.header("location").is_none(), "{r}");
 }
 
 #[test]

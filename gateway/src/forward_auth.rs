@@ -150,10 +150,10 @@ pub fn sign_in(response: &mut Response<Body>, location: &str, asked: &http::Head
         .insert("x-authgate-signin", value.clone());
     if !asked.contains_key("x-original-uri") {
         *response.status_mut() = StatusCode::FOUND;
+        response.headers_mut().insert(http::header::LOCATION, value);
         response
             .headers_mut()
-            .insert(http::header::LOCATION, value);
-        response.headers_mut().remove(http::header::WWW_AUTHENTICATE);
+            .remove(http::header::WWW_AUTHENTICATE);
     }
 }
 

@@ -153,6 +153,14 @@ impl Gateway {
         }
     }
 
+    /// Whether the client reached us over TLS as far as cookies are concerned (see
+    /// `SignIn::secure`).
+    fn secure(&self, headers: &HeaderMap, peer_trusted: bool) -> bool {
+        self.signin
+            .as_ref()
+            .is_some_and(|s| s.secure(headers, peer_trusted))
+    }
+
     /// Drops ended sessions from memory (and, at the next flush, from the store).
     pub fn sweep_sessions(&self) {
         if let Some(sessions) = self.authenticators.sessions() {
@@ -205,6 +213,7 @@ impl Gateway {
             headers,
             query: None,
             client,
+            secure: false,
         };
         match self.authenticators.authenticate(&route, &presented).await {
             Outcome::Authenticated(id) => match authorize(&route, &id) {
@@ -235,7 +244,7 @@ impl Gateway {
             }
         };
         record.path = target.path.clone();
-        match self.admit(&target, req.headers(), &mut record).await {
+        match self.admit(&target, req.headers(), false, &mut record).await {
             Ok(_) => {
                 record.outcome = "allow";
                 record.status = 200;
@@ -320,7 +329,8 @@ impl Gateway {
         record.path = target.path.clone();
 
         // Route, authenticate, authorize.
-        let (route, identity) = match self.admit(&target, req.headers(), record).await {
+        let secure = self.secure(req.headers(), peer_trusted);
+        let (route, identity) = match self.admit(&target, req.headers(), secure, record).await {
             Ok(admitted) => admitted,
             Err((reason, route)) => {
                 // A browser opening a page of a session route goes to the sign-in page;
@@ -393,6 +403,7 @@ impl Gateway {
         &self,
         target: &Target,
         headers: &HeaderMap,
+        secure: bool,
         record: &mut Record,
     ) -> Result<(Arc<Route>, Option<Identity>), (Reason, Option<Arc<Route>>)> {
         // Route: host first, then the longest path prefix.
@@ -407,6 +418,7 @@ impl Gateway {
             headers,
             query: target.query.as_deref(),
             client: record.client_ip,
+            secure,
         };
         let identity = match self.authenticators.authenticate(route, &presented).await {
             Outcome::Anonymous => None,
@@ -462,7 +474,12 @@ impl Gateway {
             Err(reason) => return deny(self, reason, None, record),
         };
         record.path = target.path.clone();
-        match self.admit(&target, original.headers(), record).await {
+        // The question comes from a trusted proxy: its X-Forwarded-Proto is the client's.
+        let secure = self.secure(req.headers(), true);
+        match self
+            .admit(&target, original.headers(), secure, record)
+            .await
+        {
             Ok((_, identity)) => {
                 record.outcome = "allow";
                 forward_auth::allow(identity.as_ref(), &self.config.server.identity_headers)
@@ -499,10 +516,23 @@ impl Gateway {
         record.detail = reason.audit_detail();
         // RFC 6750 §3: a bearer failure names its error in the Bearer challenge, so that
         // value is built per answer; every other denial uses the route's pre-rendered one.
+        let presented_token = request_headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.as_bytes().get(..7))
+            .is_some_and(|s| s.eq_ignore_ascii_case(b"bearer "));
+        let bearer_error = if presented_token {
+            reason.bearer_error_for_token()
+        } else {
+            reason.bearer_error()
+        };
         let dynamic;
         let challenges = match route {
-            Some(r) if reason.bearer_error().is_some() && r.auth.contains(&Scheme::Bearer) => {
-                dynamic = respond::challenge_header(&authenticate::challenges(r, Some(&reason)));
+            Some(r) if bearer_error.is_some() && r.auth.contains(&Scheme::Bearer) => {
+                dynamic = respond::challenge_header(&authenticate::challenges_with(
+                    r,
+                    Some(&reason),
+                    bearer_error,
+                ));
                 dynamic.as_ref()
             }
             Some(r) => self.challenges.get(&r.index),

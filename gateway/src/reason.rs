@@ -165,6 +165,23 @@ impl Reason {
         }
     }
 
+    /// [`Reason::bearer_error`], for a request that presented a bearer token: then a refusal
+    /// because of the token owner's account (locked, expired) is about the token too
+    /// (RFC 6750 §3: a request with a token that fails gets an `error`).
+    pub fn bearer_error_for_token(&self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Reason::AccountLocked => Some((
+                "invalid_token",
+                "The account behind the access token is locked",
+            )),
+            Reason::ExpiredCredentials(Expired::Account | Expired::Password) => Some((
+                "invalid_token",
+                "The account behind the access token has expired",
+            )),
+            other => other.bearer_error(),
+        }
+    }
+
     /// The status this reason is answered with.
     pub fn status(&self) -> StatusCode {
         match self {

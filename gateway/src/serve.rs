@@ -83,8 +83,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     eprintln!("authgate listening on {addr}");
     crate::accept::serve(listener, gateway, &server, shutdown_signal()).await;
     if let Some(store) = store {
-        if let Err(e) = tokio::task::spawn_blocking(move || store.flush()).await {
-            tracing::error!("store: last flush failed: {e}");
+        match tokio::task::spawn_blocking(move || store.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("store: the last write-back failed: {e}"),
+            Err(e) => tracing::error!("store: the last write-back did not run: {e}"),
         }
     }
     audit.close();

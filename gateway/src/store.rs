@@ -734,6 +734,29 @@ impl Live {
                 }),
             );
         }
+        // Sessions another process ended (`authgate user rm` deletes a user's sessions) end
+        // here too; ones it added (another gateway on the same store) are adopted.
+        let stored = store.sessions()?;
+        {
+            let gone = lock(&self.gone);
+            let mut sessions = lock(&self.sessions);
+            let ids: std::collections::HashSet<[u8; 32]> =
+                stored.iter().map(|s| s.id_sha256).collect();
+            sessions.retain(|id, _| ids.contains(id));
+            for s in stored {
+                if gone.contains(&s.id_sha256) {
+                    continue;
+                }
+                sessions.entry(s.id_sha256).or_insert_with(|| {
+                    Arc::new(LiveSession {
+                        user: s.user,
+                        created: s.created,
+                        last_seen: AtomicU64::new(s.last_seen),
+                        persisted: AtomicU64::new(s.last_seen),
+                    })
+                });
+            }
+        }
         self.snapshot.store(Arc::new(Snapshot { users, tokens }));
         Ok(true)
     }

@@ -54,6 +54,9 @@ pub struct Presented<'a> {
     pub headers: &'a HeaderMap,
     pub query: Option<&'a str>,
     pub client: std::net::IpAddr,
+    /// The client uses TLS (directly or per a trusted proxy): only the `__Host-` session
+    /// cookie counts.
+    pub secure: bool,
 }
 
 /// Every authenticator the configuration uses, built once at start-up.
@@ -141,7 +144,7 @@ impl Authenticators {
         let Some(value) = authorization else {
             if let (true, Some(sessions)) = (route.auth.contains(&Scheme::Session), &self.sessions)
             {
-                if let Some(cookie) = sessions.cookie_value(presented.headers) {
+                if let Some(cookie) = sessions.cookie_value(presented.headers, presented.secure) {
                     let now = self.clock.now().as_secs();
                     return match sessions.authenticate(cookie, now) {
                         Ok((user, stored)) => self.identity(user, Scheme::Session, stored, None),
@@ -278,6 +281,15 @@ fn has_access_token(query: &str) -> bool {
 /// 400 and 403 answers about a token, only the Bearer challenge is sent (another scheme
 /// would not fix a token's missing scope).
 pub fn challenges(route: &Route, reason: Option<&Reason>) -> Vec<Challenge> {
+    challenges_with(route, reason, reason.and_then(Reason::bearer_error))
+}
+
+/// [`challenges`] with the Bearer `error` and `error_description` given.
+pub fn challenges_with(
+    route: &Route,
+    reason: Option<&Reason>,
+    bearer_error: Option<(&'static str, &'static str)>,
+) -> Vec<Challenge> {
     let only_bearer = reason.is_some_and(|r| r.status() != http::StatusCode::UNAUTHORIZED);
     route
         .auth
@@ -287,7 +299,7 @@ pub fn challenges(route: &Route, reason: Option<&Reason>) -> Vec<Challenge> {
             Scheme::Basic => authgate_proto::basic::basic_challenge(&route.realm),
             Scheme::Bearer => {
                 let mut c = Challenge::new("Bearer").param("realm", &route.realm);
-                if let Some((error, description)) = reason.and_then(Reason::bearer_error) {
+                if let Some((error, description)) = bearer_error {
                     c = c
                         .param("error", error)
                         .param("error_description", description);

@@ -69,18 +69,13 @@ impl SessionAuth {
         }
     }
 
-    /// The session cookie's value in the request, if any (`__Host-` first).
-    pub fn cookie_value<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
-        let mut plain = None;
-        for (name, value) in cookies(headers) {
-            if name == self.host {
-                return Some(value);
-            }
-            if name == self.plain {
-                plain = Some(value);
-            }
-        }
-        plain
+    /// The session cookie's value in the request, if any. Under TLS (`secure`) only the
+    /// `__Host-` cookie counts: authgate never sets the plain one there, so a plain one was
+    /// planted (by a sibling subdomain or over plain http) to sign the victim into the
+    /// attacker's session.
+    pub fn cookie_value<'h>(&self, headers: &'h HeaderMap, secure: bool) -> Option<&'h str> {
+        let name = self.cookie_name(secure);
+        cookies(headers).find(|(n, _)| *n == name).map(|(_, v)| v)
     }
 
     /// The session for a cookie value, if it is valid at `now`. Ending sessions are removed.

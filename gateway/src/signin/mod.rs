@@ -153,6 +153,7 @@ impl SignIn {
                 let why = query_param(query.as_deref(), "why").and_then(|w| Notice::from_code(&w));
                 self.form_page(
                     req.headers(),
+                    secure,
                     StatusCode::OK,
                     &return_url::safe_return(return_to.as_deref(), &self.allowed_origins),
                     None,
@@ -189,9 +190,11 @@ impl SignIn {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn form_page(
         &self,
         headers: &HeaderMap,
+        secure: bool,
         status: StatusCode,
         return_to: &str,
         user: Option<&str>,
@@ -210,7 +213,7 @@ impl SignIn {
         );
         let mut r = html_response(status, html);
         if new {
-            set_csrf_cookie(&mut r, &cookie, false);
+            set_csrf_cookie(&mut r, &cookie, secure);
         }
         if status == StatusCode::UNAUTHORIZED {
             // RFC 9110 §15.5.2: a 401 carries a challenge.
@@ -258,6 +261,7 @@ impl SignIn {
             record.reason = Some(Reason::CsrfFailed.code());
             return self.form_page(
                 &parts.headers,
+                secure,
                 StatusCode::FORBIDDEN,
                 &return_to,
                 Some(&user),
@@ -272,7 +276,7 @@ impl SignIn {
         match basic.verify(user.clone(), password, client).await {
             Ok((user, _)) => {
                 // A new id at every sign-in (no fixation); the old session, if any, ends.
-                if let Some(old) = sessions.cookie_value(&parts.headers) {
+                if let Some(old) = sessions.cookie_value(&parts.headers, secure) {
                     let _ = sessions.remove(old);
                 }
                 let now = clock.now().as_secs();
@@ -283,6 +287,7 @@ impl SignIn {
                         record.outcome = "deny";
                         return self.form_page(
                             &parts.headers,
+                            secure,
                             StatusCode::SERVICE_UNAVAILABLE,
                             &return_to,
                             Some(&user),
@@ -325,6 +330,7 @@ impl SignIn {
                 };
                 self.form_page(
                     &parts.headers,
+                    secure,
                     status,
                     &return_to,
                     Some(&user),
@@ -361,7 +367,7 @@ impl SignIn {
         record.outcome = "allow";
         let mut r = html_response(StatusCode::OK, page::signed_out(&self.look, SIGNIN_PATH));
         if let Some(sessions) = auth.sessions() {
-            if let Some(value) = sessions.cookie_value(&parts.headers) {
+            if let Some(value) = sessions.cookie_value(&parts.headers, secure) {
                 if let Ok(Some(user)) = sessions.user_of(value) {
                     record.user = Some(user);
                 }

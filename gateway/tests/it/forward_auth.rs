@@ -542,7 +542,8 @@ fn session_sign_in(kind: Kind) {
     // nginx makes the Location absolute (on the proxy's own origin); Caddy passes it on.
     let origin = format!("http://{}", s.proxy.addr());
     assert_eq!(
-        r.header("location").map(|l| l.trim_start_matches(origin.as_str())),
+        r.header("location")
+            .map(|l| l.trim_start_matches(origin.as_str())),
         Some("/_authgate/signin?return_to=/portal/page%3Fx%3D1&why=required"),
         "{}",
         s.context(&r)
@@ -551,14 +552,20 @@ fn session_sign_in(kind: Kind) {
     assert_eq!(api.status, 401, "{}", s.context(&api));
     assert_eq!(
         api.all("www-authenticate"),
-        vec![r#"Cookie realm="Example", form-action="/_authgate/signin", Basic realm="Example", charset="UTF-8""#],
+        vec![
+            r#"Cookie realm="Example", form-action="/_authgate/signin", Basic realm="Example", charset="UTF-8""#
+        ],
         "{}",
         s.context(&api)
     );
     assert!(s.up.seen().is_empty(), "{}", s.context(&api));
 
     // The sign-in page, through the proxy.
-    let page = s.get("/_authgate/signin?return_to=/portal/page%3Fx%3D1", None, &nav);
+    let page = s.get(
+        "/_authgate/signin?return_to=/portal/page%3Fx%3D1",
+        None,
+        &nav,
+    );
     assert_eq!(page.status, 200, "{}", s.context(&page));
     let csrf_cookie = set_cookie(&page, "authgate_csrf").expect("csrf cookie");
     let csrf = page
@@ -593,14 +600,31 @@ fn session_sign_in(kind: Kind) {
         .find(|nv| nv.starts_with("authgate_session="))
         .expect("session cookie")
         .to_string();
-    assert!(s.up.seen().is_empty(), "sign-in is authgate's, not the app's");
+    assert!(
+        s.up.seen().is_empty(),
+        "sign-in is authgate's, not the app's"
+    );
 
-    let r = s.get("/portal/page?x=1", None, &[nav[0], nav[1], ("Cookie", session.as_str())]);
+    let r = s.get(
+        "/portal/page?x=1",
+        None,
+        &[nav[0], nav[1], ("Cookie", session.as_str())],
+    );
     assert_eq!(r.status, 200, "{}", s.context(&r));
     let seen = s.up.seen();
     assert_eq!(seen.len(), 1, "{}", s.context(&r));
-    assert_eq!(seen[0].header("x-authgate-user"), Some("bob"), "{}", s.context(&r));
-    assert_eq!(seen[0].header("x-authgate-method"), Some("session"), "{}", s.context(&r));
+    assert_eq!(
+        seen[0].header("x-authgate-user"),
+        Some("bob"),
+        "{}",
+        s.context(&r)
+    );
+    assert_eq!(
+        seen[0].header("x-authgate-method"),
+        Some("session"),
+        "{}",
+        s.context(&r)
+    );
 }
 
 #[test]

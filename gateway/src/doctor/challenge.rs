@@ -81,6 +81,8 @@ impl Issue {
 /// The challenges of one answer.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
+    /// Read from `Proxy-Authenticate` (a 407) rather than `WWW-Authenticate`.
+    pub proxy: bool,
     /// The field values as sent (lossy UTF-8).
     pub raw: Vec<String>,
     pub challenges: Vec<Challenge>,
@@ -90,13 +92,38 @@ pub struct Report {
 impl Report {
     /// Reads every `WWW-Authenticate` field of `answer`. A 401 without any is an issue.
     pub fn of(answer: &Answer) -> Report {
+        Self::read(answer, false)
+    }
+
+    /// Reads every `Proxy-Authenticate` field of `answer` (a 407, RFC 9110 §11.7.1): same
+    /// grammar as `WWW-Authenticate`.
+    pub fn proxy_of(answer: &Answer) -> Report {
+        Self::read(answer, true)
+    }
+
+    /// The name of the field the challenges came from.
+    pub fn field(&self) -> &'static str {
+        if self.proxy {
+            "Proxy-Authenticate"
+        } else {
+            "WWW-Authenticate"
+        }
+    }
+
+    fn read(answer: &Answer, proxy: bool) -> Report {
+        let name = if proxy {
+            http::header::PROXY_AUTHENTICATE
+        } else {
+            http::header::WWW_AUTHENTICATE
+        };
         let fields: Vec<&[u8]> = answer
             .headers
-            .get_all(http::header::WWW_AUTHENTICATE)
+            .get_all(name)
             .iter()
             .map(|v| v.as_bytes())
             .collect();
         let mut report = Report {
+            proxy,
             raw: fields
                 .iter()
                 .map(|f| String::from_utf8_lossy(f).into_owned())
@@ -104,7 +131,7 @@ impl Report {
             ..Report::default()
         };
         if fields.is_empty() {
-            if answer.status.as_u16() == 401 {
+            if !proxy && answer.status.as_u16() == 401 {
                 report.issues.push(Issue::Missing);
             }
             return report;

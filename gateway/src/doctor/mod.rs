@@ -4,13 +4,16 @@
 //! with the ones given, follows redirects one hop at a time (dropping `Authorization` on a
 //! cross-origin hop as browsers and curl do), reads every challenge with the same grammar
 //! crate as the server (`authgate-proto`, lenient mode) and turns what it saw into one
-//! verdict: the most likely cause, the fix, then the evidence.
+//! verdict: the most likely cause, the fix, then the evidence. When Basic or Digest
+//! credentials are refused with a 401, it also tries them on at most
+//! [`probe::MAX_RELATED`] parent or trailing-slash URLs of the same origin, to tell a wrong
+//! password from credentials for another realm or another user list.
 //!
 //! Nothing secret is printed: not the password, not a token's signature, not a cookie.
 //! A JWT given with `--bearer` is decoded locally and sent only to the URL's origin.
 //!
-//! Stages: [`input`] (arguments and secrets) -> [`probe`] (HTTP, redirects, DNS; TLS from
-//! [`tls`]) ->
+//! Stages: [`input`] (arguments and secrets) -> [`probe`] (HTTP, redirects, related URLs,
+//! DNS; TLS from [`tls`]) ->
 //! [`challenge`] (WWW-Authenticate) and [`jwt`] (token claims) -> [`verdict`] (the cause)
 //! -> [`report`] (text or JSON).
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]

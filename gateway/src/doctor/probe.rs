@@ -36,6 +36,10 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_BODY: usize = 64 * 1024;
 /// Sent so that servers that speak RFC 9457 answer with a problem document.
 const ACCEPT: &str = "application/problem+json, */*;q=0.5";
+/// After refused credentials, at most this many related URLs of the same origin are tried
+/// with them (see [`related_urls`]). Each is one more failed sign-in for servers that count
+/// them (fail2ban, authgate's lockout), so the number stays small.
+pub const MAX_RELATED: usize = 4;
 
 /// Which variant of the request a trace is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,6 +215,67 @@ pub enum DigestUse {
     Unanswerable(String),
 }
 
+/// How a related URL is related to the one refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relation {
+    /// The same path with a trailing slash added or removed.
+    TrailingSlash,
+    /// An ancestor directory of the path (`/a/b/c` -> `/a/b/`, `/a/`, `/`).
+    Parent,
+}
+
+impl Relation {
+    /// The stable code shown in JSON (`probes[].relation`).
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::TrailingSlash => "trailing_slash",
+            Self::Parent => "parent",
+        }
+    }
+}
+
+/// One related URL tried after the credentials were refused: first without credentials
+/// (to read its challenge's realm), then, if it asks for the scheme sent, with them.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub url: Uri,
+    pub relation: Relation,
+    /// The status without credentials (redirects are not followed).
+    pub anonymous: Result<u16, FetchError>,
+    /// The realm of its challenge for the scheme sent, if it asked for that scheme.
+    pub realm: Option<String>,
+    /// The status with the same credentials; `None` when they were not sent there.
+    pub with_credentials: Option<Result<u16, FetchError>>,
+    /// Why the credentials were not sent there.
+    pub skipped: Option<String>,
+}
+
+impl Probe {
+    /// The credentials passed authentication there: asked for them (401 without), the
+    /// server then answered 2xx, or a 3xx, 403, 404, 405 or 410 that it gives only after
+    /// authentication (a directory without an index is a 403 or 404 on nginx and Apache).
+    /// Another 401, a 429 (lockout) or a 5xx is not acceptance.
+    pub fn accepted(&self) -> bool {
+        matches!(self.anonymous, Ok(401))
+            && matches!(
+                self.with_credentials,
+                Some(Ok(s)) if (200..400).contains(&s) || matches!(s, 403 | 404 | 405 | 410)
+            )
+    }
+}
+
+/// Related URLs tried with the refused credentials, to tell a wrong password from
+/// credentials that belong to another protection space (RFC 9110 §11.5, RFC 7617 §2.2).
+#[derive(Debug, Clone)]
+pub struct Related {
+    /// `Basic` or `Digest`: the scheme the credentials went out with.
+    pub scheme: &'static str,
+    /// The realm of the refusing URL's challenge.
+    pub realm: Option<String>,
+    /// In the order tried; the probing stops at the first URL that accepts them.
+    pub probes: Vec<Probe>,
+}
+
 /// Everything the doctor saw.
 #[derive(Debug)]
 pub struct Findings {
@@ -220,6 +285,8 @@ pub struct Findings {
     pub credentials: Option<Trace>,
     /// With the jar's cookies (and the credentials if any).
     pub cookies: Option<Trace>,
+    /// Set when the credentials were refused with a 401: related URLs tried with them.
+    pub related: Option<Related>,
     pub resolved: Vec<Resolved>,
     pub local_time: SystemTime,
 }
@@ -373,6 +440,10 @@ pub async fn run(request: &Request) -> Findings {
         };
         Some(trace)
     };
+    let related = match &credentials {
+        Some(trace) => probe_related(&client, request, trace, digest.as_ref(), &cnonce).await,
+        None => None,
+    };
     let local_time = SystemTime::now();
     let mut resolved: Vec<Resolved> = Vec::new();
     let traces = std::iter::once(&anonymous)
@@ -397,9 +468,191 @@ pub async fn run(request: &Request) -> Findings {
         anonymous,
         credentials,
         cookies,
+        related,
         resolved,
         local_time,
     }
+}
+
+/// After a 401 to credentials the doctor can send elsewhere (Basic, or Digest computed from
+/// `--user`), tries them on at most [`MAX_RELATED`] related URLs of the same origin. Each
+/// is asked first without credentials, for its challenge's realm; the credentials go only
+/// where that challenge asks for the scheme sent. Redirects are not followed, so nothing
+/// leaves the origin. Stops at the first URL that accepts them.
+async fn probe_related(
+    client: &HttpClient,
+    request: &Request,
+    trace: &Trace,
+    digest: Option<&Digest>,
+    cnonce: &str,
+) -> Option<Related> {
+    let last = trace.last().filter(|h| h.sent_credentials)?;
+    let answer = last.outcome.as_ref().ok()?;
+    if answer.status != StatusCode::UNAUTHORIZED {
+        return None;
+    }
+    let creds = request.credentials.as_ref()?;
+    let scheme = match (digest, creds) {
+        (Some(_), _) => "Digest",
+        (None, Credentials::Basic { .. }) => "Basic",
+        (None, Credentials::Raw { scheme, .. }) if scheme.eq_ignore_ascii_case("Basic") => "Basic",
+        // A bearer token or a precomputed Digest answer means nothing at another URL.
+        _ => return None,
+    };
+    let refused = challenge::Report::of(answer);
+    // A server that does not ask for what was sent is a scheme mismatch, not a realm one.
+    let realm = refused.find(scheme)?.realm().map(str::to_owned);
+    let covered: Vec<&Uri> = trace.hops.iter().map(|h| &h.url).collect();
+    let mut probes = Vec::new();
+    for (url, relation) in related_urls(&last.url, &covered) {
+        let probe = probe_one(client, request, scheme, url, relation, cnonce).await;
+        let accepted = probe.accepted();
+        probes.push(probe);
+        if accepted {
+            break;
+        }
+    }
+    Some(Related {
+        scheme,
+        realm,
+        probes,
+    })
+}
+
+async fn probe_one(
+    client: &HttpClient,
+    request: &Request,
+    scheme: &'static str,
+    url: Uri,
+    relation: Relation,
+    cnonce: &str,
+) -> Probe {
+    let mut probe = Probe {
+        url,
+        relation,
+        anonymous: Err(FetchError::Timeout),
+        realm: None,
+        with_credentials: None,
+        skipped: None,
+    };
+    let anonymous = send(client, request, &Method::GET, &probe.url, None, None).await;
+    probe.anonymous = anonymous
+        .as_ref()
+        .map(|a| a.status.as_u16())
+        .map_err(Clone::clone);
+    let answer = match anonymous {
+        Ok(a) if a.status == StatusCode::UNAUTHORIZED => a,
+        Ok(a) if a.status.is_success() => {
+            probe.skipped = Some("it needs no credentials".into());
+            return probe;
+        }
+        Ok(a) => {
+            probe.skipped = Some(format!(
+                "it answers {} without credentials",
+                a.status.as_u16()
+            ));
+            return probe;
+        }
+        Err(_) => {
+            probe.skipped = Some("no answer without credentials".into());
+            return probe;
+        }
+    };
+    let report = challenge::Report::of(&answer);
+    let Some(asked) = report.find(scheme) else {
+        probe.skipped = Some(format!(
+            "it asks for {}, not {scheme}",
+            if report.challenges.is_empty() {
+                "no scheme".to_owned()
+            } else {
+                report.schemes().join(", ")
+            }
+        ));
+        return probe;
+    };
+    probe.realm = asked.realm().map(str::to_owned);
+    let authorization = match (scheme, &request.credentials) {
+        ("Digest", Some(Credentials::Basic { user, password })) => {
+            match Digest::choose(&report.challenges) {
+                Some(Ok(d)) => {
+                    probe.realm = Some(d.realm.clone());
+                    let target = probe.url.path_and_query().map_or("/", |p| p.as_str());
+                    let value = d.authorization(user, password.expose(), "GET", target, 1, cnonce);
+                    HeaderValue::from_str(&value.to_string()).ok()
+                }
+                Some(Err(why)) => {
+                    probe.skipped = Some(why);
+                    return probe;
+                }
+                None => None,
+            }
+        }
+        (_, Some(c)) => c.authorization(),
+        (_, None) => None,
+    };
+    let Some(mut authorization) = authorization else {
+        probe.skipped = Some("the credentials cannot be sent there".into());
+        return probe;
+    };
+    authorization.set_sensitive(true);
+    let with = send(
+        client,
+        request,
+        &Method::GET,
+        &probe.url,
+        Some(&authorization),
+        None,
+    )
+    .await;
+    probe.with_credentials = Some(with.map(|a| a.status.as_u16()));
+    probe
+}
+
+/// The URLs of the same origin worth trying refused credentials on, nearest first and at
+/// most [`MAX_RELATED`]: the path with its trailing slash toggled, then each ancestor
+/// directory (`/a/b/c` -> `/a/b/`, `/a/`, `/`). URLs already requested (`covered`, e.g.
+/// a trailing-slash redirect) are left out; queries are dropped.
+pub fn related_urls(url: &Uri, covered: &[&Uri]) -> Vec<(Uri, Relation)> {
+    let path = url.path();
+    let mut paths: Vec<(String, Relation)> = Vec::new();
+    if path != "/" && !path.is_empty() {
+        let toggled = match path.strip_suffix('/') {
+            Some(p) => p.to_owned(),
+            None => format!("{path}/"),
+        };
+        if !toggled.is_empty() {
+            paths.push((toggled, Relation::TrailingSlash));
+        }
+    }
+    let mut rest = path.trim_end_matches('/');
+    while let Some(i) = rest.rfind('/') {
+        let parent = rest.get(..=i).unwrap_or("/");
+        paths.push((parent.to_owned(), Relation::Parent));
+        rest = parent.trim_end_matches('/');
+    }
+    let scheme = url.scheme_str().unwrap_or("http");
+    let Some(authority) = url.authority() else {
+        return Vec::new();
+    };
+    let here = origin(url);
+    let mut out: Vec<(Uri, Relation)> = Vec::new();
+    for (p, relation) in paths {
+        let Ok(candidate) = format!("{scheme}://{authority}{p}").parse::<Uri>() else {
+            continue;
+        };
+        let seen = |u: &Uri| origin(u) == here && u.path() == candidate.path();
+        if candidate.path() == path
+            || covered.iter().any(|u| seen(u))
+            || out.iter().any(|(u, _)| seen(u))
+        {
+            continue;
+        }
+        out.push((candidate, relation));
+        if out.len() == MAX_RELATED {
+            break;
+        }
+    }
+    out
 }
 
 async fn resolve(host: &str, port: u16) -> Result<Vec<IpAddr>, String> {
@@ -674,6 +927,50 @@ mod tests {
         assert_eq!(r("z").as_deref(), Some("http://a.example:8080/x/z"));
         assert_eq!(r("?p=2").as_deref(), Some("http://a.example:8080/x/y?p=2"));
         assert_eq!(r(""), None);
+    }
+
+    #[test]
+    fn related_urls_are_slash_then_parents_bounded() {
+        let r = |u: &str, covered: &[&str]| {
+            let covered: Vec<Uri> = covered.iter().map(|c| c.parse().unwrap()).collect();
+            let refs: Vec<&Uri> = covered.iter().collect();
+            related_urls(&u.parse().unwrap(), &refs)
+                .into_iter()
+                .map(|(u, rel)| format!("{} {}", u, rel.code()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            r("http://h:8/admin/x?q=1", &[]),
+            [
+                "http://h:8/admin/x/ trailing_slash",
+                "http://h:8/admin/ parent",
+                "http://h:8/ parent"
+            ]
+        );
+        assert_eq!(
+            r("http://h/a/b/", &[]),
+            [
+                "http://h/a/b trailing_slash",
+                "http://h/a/ parent",
+                "http://h/ parent"
+            ]
+        );
+        assert_eq!(r("http://h/", &[]), Vec::<String>::new());
+        assert_eq!(r("http://h", &[]), Vec::<String>::new());
+        // Already requested through a trailing-slash redirect.
+        assert_eq!(
+            r("http://h/a/", &["http://h/a", "http://h/a/"]),
+            ["http://h/ parent"]
+        );
+        // Never more than the bound, nearest first.
+        let deep = r("http://h/a/b/c/d/e", &[]);
+        assert_eq!(deep.len(), MAX_RELATED);
+        assert_eq!(deep[0], "http://h/a/b/c/d/e/ trailing_slash");
+        assert_eq!(deep[3], "http://h/a/b/ parent");
+        // Odd paths do not panic.
+        for u in ["http://h//", "http://h///x//", "http://h/%2F/"] {
+            let _ = r(u, &[]);
+        }
     }
 
     #[test]

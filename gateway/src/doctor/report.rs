@@ -7,7 +7,7 @@ use http::Uri;
 use serde_json::{json, Value};
 
 use super::input::{Credentials, Request};
-use super::probe::{FetchError, Findings, Hop};
+use super::probe::{FetchError, Findings, Hop, Probe};
 use super::verdict::Verdict;
 
 /// A URL for display: user-info (which may hold a password) is redacted.
@@ -46,6 +46,26 @@ fn hop_json(attempt: &str, hop: &Hop) -> Value {
         "notes": hop.notes.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "error": error,
         "tls_problem": tls_problem,
+    })
+}
+
+fn probe_json(p: &Probe) -> Value {
+    let split = |r: &Result<u16, FetchError>| match r {
+        Ok(s) => (Some(*s), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let (anonymous, anonymous_error) = split(&p.anonymous);
+    let (status, error) = p.with_credentials.as_ref().map_or((None, None), split);
+    json!({
+        "url": shown(&p.url),
+        "relation": p.relation.code(),
+        "status_without_credentials": anonymous,
+        "realm": p.realm,
+        "sent_credentials": p.with_credentials.is_some(),
+        "status": status,
+        "accepted": p.accepted(),
+        "skipped": p.skipped,
+        "error": error.or(anonymous_error),
     })
 }
 
@@ -103,11 +123,15 @@ pub fn json(request: &Request, findings: &Findings, verdict: &Verdict) -> String
         insecure: bool,
         credentials: Option<&'a str>,
         hops: Vec<Value>,
+        /// `WWW-Authenticate`, or `Proxy-Authenticate` for a 407.
+        challenge_field: &'a str,
         challenges: Vec<Value>,
         challenge_raw: &'a [String],
         challenge_issues: Vec<Value>,
         addresses: Vec<Value>,
         token: Value,
+        /// Related URLs tried with refused credentials (empty unless a 401 refused them).
+        probes: Vec<Value>,
     }
     let out = Out {
         verdict: json!({
@@ -124,11 +148,17 @@ pub fn json(request: &Request, findings: &Findings, verdict: &Verdict) -> String
             .sent_scheme()
             .or_else(|| request.credentials.as_ref().map(Credentials::scheme)),
         hops,
+        challenge_field: verdict.challenges.field(),
         challenges,
         challenge_raw: &verdict.challenges.raw,
         challenge_issues: issues,
         addresses,
         token,
+        probes: findings
+            .related
+            .iter()
+            .flat_map(|r| r.probes.iter().map(probe_json))
+            .collect(),
     };
     serde_json::to_string_pretty(&out).unwrap_or_else(|_| "{}".into())
 }
@@ -184,8 +214,24 @@ pub fn text(request: &Request, findings: &Findings, verdict: &Verdict) -> String
             );
         }
     }
+    for p in findings.related.iter().flat_map(|r| r.probes.iter()) {
+        let status = |r: &Result<u16, FetchError>| match r {
+            Ok(s) => s.to_string(),
+            Err(e) => e.to_string(),
+        };
+        let _ = writeln!(
+            o,
+            "  [related URL] GET {} -> {}{}",
+            shown(&p.url),
+            status(&p.anonymous),
+            p.with_credentials
+                .as_ref()
+                .map(|w| format!("; again (Authorization sent) -> {}", status(w)))
+                .unwrap_or_default()
+        );
+    }
     if !verdict.challenges.raw.is_empty() {
-        let _ = writeln!(o, "\nWWW-Authenticate:");
+        let _ = writeln!(o, "\n{}:", verdict.challenges.field());
         for raw in &verdict.challenges.raw {
             let _ = writeln!(o, "  {raw}");
         }

@@ -203,7 +203,10 @@ pub enum TlsProblem {
     /// A CA certificate (`basicConstraints CA:TRUE`, what `openssl req -x509` makes by
     /// default) used as the server's own: webpki-based clients refuse it even when trusted.
     CaAsServerCert,
-    Expired,
+    /// Past its notAfter, which rustls reports (Unix seconds) when webpki gives it.
+    Expired {
+        not_after: Option<u64>,
+    },
     NotYetValid,
     /// The certificate does not name the host that was asked for.
     NameMismatch,
@@ -223,7 +226,7 @@ impl TlsProblem {
         match self {
             Self::UnknownIssuer => "unknown_issuer",
             Self::CaAsServerCert => "ca_as_server_cert",
-            Self::Expired => "expired",
+            Self::Expired { .. } => "expired",
             Self::NotYetValid => "not_yet_valid",
             Self::NameMismatch => "name_mismatch",
             Self::Revoked => "revoked",
@@ -237,9 +240,10 @@ impl TlsProblem {
         match e {
             rustls::Error::InvalidCertificate(c) => match c {
                 CertificateError::UnknownIssuer => Self::UnknownIssuer,
-                CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-                    Self::Expired
-                }
+                CertificateError::Expired => Self::Expired { not_after: None },
+                CertificateError::ExpiredContext { not_after, .. } => Self::Expired {
+                    not_after: Some(not_after.as_secs()),
+                },
                 CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
                     Self::NotYetValid
                 }
@@ -269,7 +273,7 @@ impl TlsProblem {
             Self::CaAsServerCert => {
                 "the server presents a CA certificate (CA:TRUE, typically self-signed) as its own"
             }
-            Self::Expired => "the certificate has expired",
+            Self::Expired { .. } => "the certificate has expired",
             Self::NotYetValid => "the certificate is not valid yet",
             Self::NameMismatch => "the certificate is for another host name",
             Self::Revoked => "the certificate is revoked",

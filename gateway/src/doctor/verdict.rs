@@ -4,7 +4,9 @@
 //! server, then redirects that drop credentials, then what the server's 401 itself says
 //! (no or malformed challenge), then what was sent against what was asked (no credentials,
 //! another scheme, an encoding problem), then token times and audiences, then refused
-//! credentials. The first match is the cause; everything else seen stays evidence.
+//! credentials: first whether they pass at a related URL (another realm, or another user
+//! list under the same realm name), else simply wrong. The first match is the cause;
+//! everything else seen stays evidence.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -13,7 +15,9 @@ use authgate_proto::{Challenge, Problem};
 use super::challenge::{self, Issue};
 use super::input::{Credentials, Request};
 use super::jwt::Jwt;
-use super::probe::{origin, Answer, DigestUse, FetchError, Findings, RedirectNote, Trace};
+use super::probe::{
+    origin, Answer, DigestUse, FetchError, Findings, Hop, Probe, RedirectNote, Related, Trace,
+};
 use super::tls::TlsProblem;
 
 /// Clock differences below this are normal (RFC 7519 §4.1.4 "some small leeway").
@@ -38,6 +42,8 @@ pub enum Cause {
     CharsetMismatch,
     MalformedCredentials,
     WrongCredentials,
+    WrongRealm,
+    CredentialsNotValidHere,
     InvalidToken,
     TokenExpired,
     TokenNotYetValid,
@@ -74,6 +80,8 @@ impl Cause {
             Self::CharsetMismatch => "charset_mismatch",
             Self::MalformedCredentials => "malformed_credentials",
             Self::WrongCredentials => "wrong_credentials",
+            Self::WrongRealm => "wrong_realm",
+            Self::CredentialsNotValidHere => "credentials_not_valid_here",
             Self::InvalidToken => "invalid_token",
             Self::TokenExpired => "token_expired",
             Self::TokenNotYetValid => "token_not_yet_valid",
@@ -204,7 +212,16 @@ impl Builder {
 pub fn decide(request: &Request, findings: &Findings) -> Verdict {
     let trace = findings.decisive();
     let answer = trace.answer();
-    let challenges = answer.map(challenge::Report::of).unwrap_or_default();
+    // RFC 9110 §15.5.8: a 407 carries the proxy's challenges in Proxy-Authenticate.
+    let challenges = answer
+        .map(|a| {
+            if a.status == http::StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+                challenge::Report::proxy_of(a)
+            } else {
+                challenge::Report::of(a)
+            }
+        })
+        .unwrap_or_default();
     let mut b = Builder {
         evidence: Vec::new(),
     };
@@ -344,11 +361,7 @@ fn diagnose(
                 "Ask the server's owner to grant access (for authgate: add the user or one of its groups to the route's `allow`); retrying with the same credentials will not help (RFC 9110 §15.5.4).".into(),
             )
         }
-        407 => (
-            Cause::ProxyAuthRequired,
-            "A proxy between you and the server wants its own credentials (407, Proxy-Authenticate), not the server's.".into(),
-            "Configure the proxy's credentials (curl --proxy-user, HTTPS_PROXY=http://user@proxy) or bypass the proxy (NO_PROXY).".into(),
-        ),
+        407 => proxy_auth(request, last, challenges, b),
         404 => (
             Cause::NotFound,
             "The server answers 404: the URL is wrong, or the server hides a resource you may not see (RFC 9110 §11.4 allows that).".into(),
@@ -379,6 +392,57 @@ fn diagnose(
     }
 }
 
+/// A 407 (RFC 9110 §15.5.8): a proxy, not the server, wants credentials, and says how in
+/// `Proxy-Authenticate` (§11.7.1). The fix is the client's proxy settings.
+fn proxy_auth(
+    request: &Request,
+    last: &Hop,
+    challenges: &challenge::Report,
+    b: &mut Builder,
+) -> Diagnosis {
+    let here = origin(&last.url);
+    b.say(format!(
+        "the doctor connects to {here} directly (it uses no proxy settings), so the 407 comes from {here} itself or from a proxy that intercepts the connection"
+    ));
+    if challenges.raw.is_empty() {
+        b.say("the 407 carries no Proxy-Authenticate field, which a proxy MUST send with it (RFC 9110 §15.5.8)");
+    }
+    for i in challenges.significant() {
+        b.say(format!("Proxy-Authenticate: {}", i.text()));
+    }
+    if last.sent_credentials {
+        b.say("the Authorization header sent is for the server; a proxy reads only Proxy-Authorization (RFC 9110 §11.7.2)");
+    }
+    let asks = match challenges.challenges.first() {
+        Some(c) => format!(
+            ": it asks for {}{} in Proxy-Authenticate",
+            c.scheme,
+            c.realm()
+                .map(|r| format!(" (realm \"{r}\")"))
+                .unwrap_or_default()
+        ),
+        None => String::new(),
+    };
+    let scheme_flag = match challenges.challenges.first() {
+        Some(c) if c.is_scheme("Digest") => " --proxy-digest",
+        Some(c) if c.is_scheme("Negotiate") => " --proxy-negotiate",
+        Some(c) if c.is_scheme("NTLM") => " --proxy-ntlm",
+        _ => "",
+    };
+    // curl reads only the lower-case `http_proxy` (HTTP_PROXY is left alone since
+    // "httpoxy", CVE-2016-5385); `HTTPS_PROXY` works in either case.
+    let env = if request.url.scheme_str() == Some("https") {
+        "HTTPS_PROXY"
+    } else {
+        "http_proxy"
+    };
+    (
+        Cause::ProxyAuthRequired,
+        format!("A proxy wants its own credentials (407 Proxy Authentication Required){asks}; these are the proxy's credentials, not the server's."),
+        format!("Configure the client's proxy credentials, not the server's: `curl --proxy http://PROXY:PORT --proxy-user NAME{scheme_flag} URL`, or `{env}=http://NAME:PASSWORD@PROXY:PORT` in the environment; ask your network admin for the proxy account, or set NO_PROXY for hosts that should bypass it."),
+    )
+}
+
 fn unreachable(findings: &Findings, trace: &Trace, e: &FetchError, b: &mut Builder) -> Diagnosis {
     let last_url = trace.last().map(|h| h.url.to_string()).unwrap_or_default();
     let via = if trace.hops.len() > 1 {
@@ -403,10 +467,26 @@ fn unreachable(findings: &Findings, trace: &Trace, e: &FetchError, b: &mut Build
                     "is a CA certificate (basicConstraints CA:TRUE, as `openssl req -x509` makes by default), which rustls and other webpki-based clients refuse as a server's own certificate even when it is trusted (curl with OpenSSL accepts it with --cacert)".to_owned(),
                     "Issue the server a leaf certificate (CA:FALSE, extendedKeyUsage serverAuth, the host in subjectAltName) signed by a CA, and trust that CA with --cacert; `mkcert` or `openssl x509 -req -CA` do this.".to_owned(),
                 ),
-                TlsProblem::Expired => (
-                    "has expired".to_owned(),
-                    "Renew the certificate (certbot renew, then reload the server); if it should still be valid, check this machine's clock.".to_owned(),
-                ),
+                TlsProblem::Expired { not_after } => {
+                    let now = unix(findings.local_time);
+                    match not_after.and_then(|n| i64::try_from(n).ok()) {
+                        Some(n) => {
+                            b.say(format!(
+                                "the certificate's notAfter is {} ({} by this machine's clock)",
+                                time(n),
+                                relative(n - now)
+                            ));
+                            (
+                                format!("expired on {} ({} ago)", time(n), signed_duration(now - n)),
+                                format!("Renew the certificate, which expired on {} (certbot renew, or reissue it; then reload the server); if that date should still be in the future, check this machine's clock (timedatectl).", time(n)),
+                            )
+                        }
+                        None => (
+                            "has expired".to_owned(),
+                            "Renew the certificate (certbot renew, then reload the server); if it should still be valid, check this machine's clock.".to_owned(),
+                        ),
+                    }
+                }
                 TlsProblem::NotYetValid => (
                     "is not valid yet".to_owned(),
                     "Check this machine's clock (timedatectl); if the clock is right, the server was given a certificate issued for later.".to_owned(),
@@ -644,6 +724,12 @@ fn diagnose_401(
     if let Some(d) = digest_stale(findings, challenges, b) {
         return d;
     }
+    if let Some(related) = &findings.related {
+        probe_evidence(related, b);
+        if let Some(d) = other_protection_space(creds, related) {
+            return d;
+        }
+    }
     let (user_words, fix) = match creds {
         Credentials::Basic { user, .. } => (
             format!("for user \"{user}\""),
@@ -658,6 +744,79 @@ fn diagnose_401(
         Cause::WrongCredentials,
         format!("The server refused the credentials {user_words}: the password is wrong, the user is unknown, or the credentials expired."),
         fix,
+    )
+}
+
+/// The refused credentials work at a related URL of the same origin: they belong to another
+/// realm (RFC 9110 §11.5: each realm is its own protection space), or the server keeps
+/// another user list for this path under the same realm name.
+fn other_protection_space(creds: &Credentials, related: &Related) -> Option<Diagnosis> {
+    let hit = related.probes.iter().find(|p| p.accepted())?;
+    let path = hit.url.path();
+    let here = quoted(related.realm.as_deref());
+    let there = quoted(hit.realm.as_deref());
+    let user = match creds {
+        Credentials::Basic { user, .. } => format!("user \"{user}\""),
+        _ => "this user".to_owned(),
+    };
+    let rfc = if related.scheme == "Basic" {
+        "RFC 7617 §2.2"
+    } else {
+        "RFC 9110 §11.5"
+    };
+    if hit.realm != related.realm {
+        return Some((
+            Cause::WrongRealm,
+            format!("Your credentials work in realm {there} (at {path}) but this URL is in realm {here}: they belong to another protection space ({rfc})."),
+            format!("Use the credentials for realm {here}, or ask the server's admin to give {user} access there."),
+        ));
+    }
+    Some((
+        Cause::CredentialsNotValidHere,
+        format!("Your credentials work at {path} but not here, though both answer with realm {here}: the server checks a different user list for this path under the same realm name."),
+        format!("Ask the server's admin to add {user} to the user list that protects this path, or to give the two areas different realm names so that clients keep their credentials apart (nginx: two locations with the same `auth_basic {here}` but different `auth_basic_user_file`s is the usual cause)."),
+    ))
+}
+
+/// `"realm"`, or `(none)` when the challenge had no realm.
+fn quoted(realm: Option<&str>) -> String {
+    realm.map_or_else(|| "(none)".to_owned(), |r| format!("\"{r}\""))
+}
+
+/// One evidence line per related URL tried.
+fn probe_evidence(related: &Related, b: &mut Builder) {
+    let realm = quoted(related.realm.as_deref());
+    b.say(format!(
+        "this URL's {} realm is {realm}; {} related URL(s) of the same origin tried with the same credentials (at most {})",
+        related.scheme,
+        related.probes.len(),
+        super::probe::MAX_RELATED
+    ));
+    for p in &related.probes {
+        b.say(probe_line(p));
+    }
+}
+
+fn probe_line(p: &Probe) -> String {
+    let status = |r: &Result<u16, FetchError>| match r {
+        Ok(s) => s.to_string(),
+        Err(e) => e.to_string(),
+    };
+    let realm = p
+        .realm
+        .as_deref()
+        .map(|r| format!(", realm \"{r}\""))
+        .unwrap_or_default();
+    let with = match (&p.with_credentials, &p.skipped) {
+        (Some(w), _) => format!("with the credentials: {}", status(w)),
+        (None, Some(why)) => format!("credentials not sent: {why}"),
+        (None, None) => "credentials not sent".to_owned(),
+    };
+    format!(
+        "probe {} ({}): without credentials: {}{realm}; {with}",
+        p.url.path(),
+        p.relation.code().replace('_', " "),
+        status(&p.anonymous)
     )
 }
 
@@ -931,6 +1090,9 @@ fn general_evidence(
             trace.hops.len(),
             origin(&request.url)
         ));
+    }
+    if let Some(r) = &findings.related {
+        probe_evidence(r, b);
     }
     if let Some(a) = trace.answer() {
         if let Some(p) = Said::of(a, challenges).problem {

@@ -230,6 +230,11 @@ impl Nginx {
                 add_header WWW-Authenticate 'Basic realm="plain"' always;
                 return 401;
             }}
+            # What an authenticating proxy answers (RFC 9110 §15.5.8).
+            location = /proxy {{
+                add_header Proxy-Authenticate 'Basic realm="corp proxy"' always;
+                return 407;
+            }}
             location = /api/invalid {{
                 add_header WWW-Authenticate 'Bearer realm="api", error="invalid_token"' always;
                 return 401;
@@ -658,6 +663,49 @@ impl Pki {
     fn path(&self, name: &str) -> String {
         self.dir.path().join(name).display().to_string()
     }
+
+    /// `expired.pem`: a certificate for 127.0.0.1 (key `server.key`) from the same CA, valid
+    /// from 2020-01-01 to 2021-01-01. `openssl x509 -req` in OpenSSL 3.0 cannot set past
+    /// dates; `openssl ca` can, with a minimal CA directory.
+    fn expired(&self) -> String {
+        let dir = self.dir.path();
+        std::fs::write(dir.join("index.txt"), "").expect("index");
+        std::fs::write(dir.join("serial"), "1000\n").expect("serial");
+        std::fs::write(
+            dir.join("ca.cnf"),
+            "[ca]\ndefault_ca = test\n\n[test]\ndatabase = index.txt\nnew_certs_dir = .\n\
+             serial = serial\ncertificate = ca.pem\nprivate_key = ca.key\ndefault_md = sha256\n\
+             policy = any\nunique_subject = no\n\n[any]\ncommonName = supplied\n",
+        )
+        .expect("write ca.cnf");
+        let out = Command::new("openssl")
+            .args([
+                "ca",
+                "-batch",
+                "-notext",
+                "-config",
+                "ca.cnf",
+                "-in",
+                "server.csr",
+                "-out",
+                "expired.pem",
+                "-startdate",
+                "20200101000000Z",
+                "-enddate",
+                "20210101000000Z",
+                "-extfile",
+                "ext.cnf",
+            ])
+            .current_dir(dir)
+            .output()
+            .expect("openssl ca");
+        assert!(
+            out.status.success(),
+            "openssl ca failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.path("expired.pem")
+    }
 }
 
 #[test]
@@ -795,7 +843,8 @@ fn md5_hex(s: &str) -> String {
 
 /// Debian's Apache httpd 2.4 (`apache2`, one process with -X) with `mod_auth_digest`:
 /// /private/ and /fast/ need Digest for alice / alice-password in the realm "private area";
-/// /fast/ expires nonces after 1 s (AuthDigestNonceLifetime) to show `stale=true`.
+/// /fast/ expires nonces after 1 s (AuthDigestNonceLifetime) to show `stale=true`;
+/// /team/ is realm "team" (alice) and /team/admin/ realm "admins" (bob / bob-password).
 fn apache() -> Daemon {
     Daemon::start("apache2", "httpd.pid", &["127.0.0.1"], &|dir, addrs| {
         let addr = addrs[0];
@@ -803,7 +852,15 @@ fn apache() -> Daemon {
         let realm = "private area";
         let ha1 = md5_hex(&format!("alice:{realm}:alice-password"));
         std::fs::write(dir.join("htdigest"), format!("alice:{realm}:{ha1}\n")).expect("htdigest");
-        for sub in ["private", "fast"] {
+        // Two more protection spaces (issue 8, wrong realm): /team/ in realm "team" for
+        // alice, and inside it /team/admin/ in realm "admins" for bob only.
+        for (file, user, realm) in [("team", "alice", "team"), ("admins", "bob", "admins")] {
+            let ha1 = md5_hex(&format!("{user}:{realm}:{user}-password"));
+            std::fs::write(dir.join(file), format!("{user}:{realm}:{ha1}\n")).expect("htdigest");
+        }
+        std::fs::create_dir_all(dir.join("www")).expect("mkdir");
+        std::fs::write(dir.join("www").join("index.html"), "public\n").expect("page");
+        for sub in ["private", "fast", "team", "team/admin"] {
             std::fs::create_dir_all(dir.join("www").join(sub)).expect("mkdir");
             std::fs::write(dir.join("www").join(sub).join("index.html"), "ok\n").expect("page");
         }
@@ -815,6 +872,7 @@ fn apache() -> Daemon {
             ("authz_core", "mod_authz_core"),
             ("authz_user", "mod_authz_user"),
             ("auth_digest", "mod_auth_digest"),
+            ("dir", "mod_dir"),
         ]
         .iter()
         .map(|(m, f)| format!("LoadModule {m}_module {modules}/{f}.so\n"))
@@ -823,12 +881,21 @@ fn apache() -> Daemon {
             "AuthType Digest\n  AuthName \"{realm}\"\n  AuthDigestProvider file\n  \
              AuthUserFile \"{d}/htdigest\"\n  Require valid-user\n"
         );
+        let space = |realm: &str, file: &str| {
+            format!(
+                "AuthType Digest\n  AuthName \"{realm}\"\n  AuthDigestProvider file\n  \
+                 AuthUserFile \"{d}/{file}\"\n  Require valid-user\n"
+            )
+        };
+        let (team, admins) = (space("team", "team"), space("admins", "admins"));
         let config = format!(
             "ServerRoot \"{d}\"\nServerName 127.0.0.1\nListen {addr}\nPidFile \"{d}/httpd.pid\"\n\
              DefaultRuntimeDir \"{d}\"\nErrorLog \"{d}/error.log\"\nLogLevel info\n{load}\
              DocumentRoot \"{d}/www\"\n<Directory \"{d}/www\">\n  Require all granted\n</Directory>\n\
              <Location \"/private/\">\n  {digest}</Location>\n\
-             <Location \"/fast/\">\n  {digest}  AuthDigestNonceLifetime 1\n</Location>\n"
+             <Location \"/fast/\">\n  {digest}  AuthDigestNonceLifetime 1\n</Location>\n\
+             <Location \"/team/\">\n  {team}</Location>\n\
+             <Location \"/team/admin/\">\n  {admins}</Location>\n"
         );
         std::fs::write(dir.join("httpd.conf"), &config).expect("write httpd.conf");
         let bin = ["/usr/sbin/apache2", "/usr/sbin/httpd"]
@@ -924,4 +991,327 @@ fn doctor_apache_digest_stale_nonce_is_harmless_renewal() {
     // A client that computes Digest per request (the doctor with --user) just works.
     let r = doctor(&[&a.url(path), "--user", "alice"], Some("alice-password\n"));
     r.expect("ok", 0);
+}
+
+/// Issue 8: the server's certificate expired; the verdict names the date it expired.
+#[test]
+fn doctor_https_expired_certificate_names_the_date() {
+    let pki = Pki::new();
+    let (cert, key) = (pki.expired(), pki.path("server.key"));
+    let n = Nginx::start_with(&["127.0.0.1"], &|addrs| {
+        let tls = addrs[2];
+        format!(
+            r#"    server {{
+        listen {tls} ssl;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        location = /ok {{ return 200 "ok\n"; }}
+    }}"#
+        )
+    });
+    let url = format!("https://{}/ok", n.daemon.addrs[2]);
+    let r = doctor(&[&url, "--cacert", &pki.path("ca.pem")], None);
+    r.expect("tls_error", 2);
+    assert_eq!(r.json["hops"][0]["tls_problem"], "expired", "{}", r.stdout);
+    for field in ["sentence", "fix"] {
+        assert!(
+            r.json["verdict"][field]
+                .as_str()
+                .unwrap_or_default()
+                .contains("2021-01-01T00:00:00Z"),
+            "the {field} names the expiry date: {}",
+            r.stdout
+        );
+    }
+}
+
+/// Issue 8: a 407 is the proxy's question, read from Proxy-Authenticate, and answered
+/// with the client's proxy settings, not the server's credentials.
+#[test]
+fn doctor_nginx_407_is_proxy_auth_required() {
+    let n = Nginx::start();
+    for (args, stdin) in [
+        (vec![n.url("/proxy")], None),
+        (
+            vec![n.url("/proxy"), "--user".into(), "alice".into()],
+            Some("pw\n"),
+        ),
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let r = doctor(&args, stdin);
+        r.expect("proxy_auth_required", 1);
+        assert_eq!(r.json["status"], 407);
+        assert_eq!(
+            r.json["challenge_field"], "Proxy-Authenticate",
+            "{}",
+            r.stdout
+        );
+        assert_eq!(r.json["challenges"][0]["scheme"], "Basic", "{}", r.stdout);
+        assert_eq!(
+            r.json["challenges"][0]["params"][0]["value"], "corp proxy",
+            "{}",
+            r.stdout
+        );
+        let verdict = &r.json["verdict"];
+        let (sentence, fix) = (
+            verdict["sentence"].as_str().unwrap_or_default(),
+            verdict["fix"].as_str().unwrap_or_default(),
+        );
+        assert!(
+            sentence.contains("proxy") && sentence.contains("corp proxy"),
+            "{}",
+            r.stdout
+        );
+        assert!(
+            fix.contains("--proxy-user") && fix.contains("http_proxy=http://NAME:PASSWORD@"),
+            "{}",
+            r.stdout
+        );
+        // Related URLs are tried only after a 401 to credentials.
+        assert_eq!(r.json["probes"], serde_json::json!([]), "{}", r.stdout);
+    }
+}
+
+// ---- credentials for another protection space (issue 8) -------------------------------
+
+/// A real nginx whose third origin (the extra 127.0.0.1 port) has two protection spaces:
+/// `/` in realm `root_realm` with `root_users`, and `/admin/` in realm `admin_realm` with
+/// `admin_users`, each with its own htpasswd file (bcrypt, cost 4), serving static files
+/// (`return` would answer before `auth_basic` runs). Returns the server and its web root.
+fn two_realms(
+    root_realm: &str,
+    root_users: &[(&str, &str)],
+    admin_realm: &str,
+    admin_users: &[(&str, &str)],
+) -> (Nginx, tempfile::TempDir) {
+    let www = tempfile::tempdir().expect("tempdir");
+    let root = www.path().join("www");
+    std::fs::create_dir_all(root.join("admin")).expect("mkdir");
+    std::fs::write(root.join("index.html"), "staff home\n").expect("page");
+    std::fs::write(root.join("admin").join("x"), "admin page\n").expect("page");
+    let file = |name: &str, users: &[(&str, &str)]| {
+        let lines: String = users
+            .iter()
+            .map(|(u, p)| kit::htpasswd(&["-B", "-C", "4"], u, p))
+            .collect();
+        let path = www.path().join(name);
+        std::fs::write(&path, lines).expect("htpasswd");
+        path.display().to_string()
+    };
+    let (root_file, admin_file) = (
+        file("root.htpasswd", root_users),
+        file("admin.htpasswd", admin_users),
+    );
+    let root = root.display().to_string();
+    let n = Nginx::start_with(&["127.0.0.1"], &|addrs| {
+        let addr = addrs[2];
+        format!(
+            r#"    server {{
+        listen {addr};
+        root {root};
+        location / {{
+            auth_basic "{root_realm}";
+            auth_basic_user_file {root_file};
+        }}
+        location /admin/ {{
+            auth_basic "{admin_realm}";
+            auth_basic_user_file {admin_file};
+        }}
+    }}"#
+        )
+    });
+    (n, www)
+}
+
+impl Nginx {
+    /// `http://` + the third origin (see [`two_realms`]) + `path`.
+    fn third(&self, path: &str) -> String {
+        format!("http://{}{path}", self.daemon.addrs[2])
+    }
+}
+
+/// The `probes` of a run as (path, status without credentials, realm, status with them).
+fn probes(r: &Run) -> Vec<(String, Value, Value, Value)> {
+    r.json["probes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no probes array:\n{}", r.stdout))
+        .iter()
+        .map(|p| {
+            let url = p["url"].as_str().unwrap_or_default();
+            let path = url
+                .splitn(4, '/')
+                .nth(3)
+                .map(|p| format!("/{p}"))
+                .unwrap_or_default();
+            (
+                path,
+                p["status_without_credentials"].clone(),
+                p["realm"].clone(),
+                p["status"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn doctor_nginx_credentials_for_another_realm_are_wrong_realm() {
+    let (n, _www) = two_realms(
+        "staff",
+        &[("alice", "alice-password")],
+        "admin",
+        &[("bob", "bob-password")],
+    );
+    let r = doctor(
+        &[&n.third("/admin/x"), "--user", "alice"],
+        Some("alice-password\n"),
+    );
+    r.expect("wrong_realm", 1);
+    let sentence = r.json["verdict"]["sentence"].as_str().unwrap_or_default();
+    assert_eq!(
+        sentence,
+        "Your credentials work in realm \"staff\" (at /) but this URL is in realm \"admin\": they belong to another protection space (RFC 7617 §2.2).",
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.json["verdict"]["fix"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("Use the credentials for realm \"admin\""),
+        "{}",
+        r.stdout
+    );
+    // Nearest first, and the probing stops where the credentials work.
+    assert_eq!(
+        probes(&r),
+        [
+            ("/admin/x/".into(), 401.into(), "admin".into(), 401.into()),
+            ("/admin/".into(), 401.into(), "admin".into(), 401.into()),
+            ("/".into(), 401.into(), "staff".into(), 200.into()),
+        ],
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("alice-password"), "{}", r.stdout);
+    // The same credentials given as a ready-made `Authorization: Basic` header.
+    let header = format!(
+        "Authorization: Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("alice:alice-password")
+    );
+    let r = doctor(&[&n.third("/admin/x"), "-H", &header], None);
+    r.expect("wrong_realm", 1);
+    assert_eq!(probes(&r).len(), 3, "{}", r.stdout);
+    // bob's own credentials work here, and nothing else is tried.
+    let r = doctor(
+        &[&n.third("/admin/x"), "--user", "bob"],
+        Some("bob-password\n"),
+    );
+    r.expect("ok", 0);
+    assert_eq!(r.json["probes"], serde_json::json!([]), "{}", r.stdout);
+}
+
+/// The nginx mistake: two `auth_basic_user_file`s under one `auth_basic` realm name.
+#[test]
+fn doctor_nginx_same_realm_other_user_file_is_credentials_not_valid_here() {
+    let (n, _www) = two_realms(
+        "staff",
+        &[("alice", "alice-password")],
+        "staff",
+        &[("bob", "bob-password")],
+    );
+    let r = doctor(
+        &[&n.third("/admin/x"), "--user", "alice"],
+        Some("alice-password\n"),
+    );
+    r.expect("credentials_not_valid_here", 1);
+    let verdict = &r.json["verdict"];
+    assert!(
+        verdict["sentence"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("different user list"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        verdict["fix"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("auth_basic_user_file"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        probes(&r).last(),
+        Some(&("/".into(), 401.into(), "staff".into(), 200.into())),
+        "{}",
+        r.stdout
+    );
+}
+
+/// A wrong password is refused everywhere: still `wrong_credentials`, after at most
+/// MAX_RELATED related URLs; and nothing is probed without credentials.
+#[test]
+fn doctor_nginx_wrong_password_everywhere_stays_wrong_credentials() {
+    let alice = [("alice", "alice-password")];
+    let (n, _www) = two_realms("staff", &alice, "admin", &alice);
+    let url = n.third("/admin/x");
+    let r = doctor(&[&url, "--user", "alice"], Some("wrong-password\n"));
+    r.expect("wrong_credentials", 1);
+    let seen = probes(&r);
+    assert_eq!(seen.len(), 3, "{}", r.stdout);
+    assert!(seen.len() <= 4);
+    assert!(
+        seen.iter()
+            .all(|(_, anon, _, with)| *anon == 401 && *with == 401),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("wrong-password"), "{}", r.stdout);
+
+    let r = doctor(&[&url], None);
+    r.expect("no_credentials", 1);
+    assert_eq!(r.json["probes"], serde_json::json!([]), "{}", r.stdout);
+    let r = doctor(&[&url, "--user", "alice"], Some("alice-password\n"));
+    r.expect("ok", 0);
+}
+
+/// Digest credentials computed from `--user` are tried in the related URLs' own realms:
+/// alice's work in Apache's realm "team" (/team/), not in "admins" (/team/admin/).
+#[test]
+fn doctor_apache_digest_for_another_realm_is_wrong_realm() {
+    let a = apache();
+    let r = doctor(
+        &[&a.url("/team/admin/index.html"), "--user", "alice"],
+        Some("alice-password\n"),
+    );
+    r.expect("wrong_realm", 1);
+    assert_eq!(r.json["credentials"], "Digest", "{}", r.stdout);
+    assert_eq!(
+        probes(&r).last(),
+        Some(&("/team/".into(), 401.into(), "team".into(), 200.into())),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.json["verdict"]["sentence"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("in realm \"admins\""),
+        "{}",
+        r.stdout
+    );
+    // A wrong password: refused in every realm tried; the public root gets no credentials.
+    let r = doctor(
+        &[&a.url("/team/admin/index.html"), "--user", "alice"],
+        Some("wrong-password\n"),
+    );
+    r.expect("wrong_credentials", 1);
+    let root = r.json["probes"]
+        .as_array()
+        .and_then(|p| p.last())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(root["status_without_credentials"], 200, "{}", r.stdout);
+    assert_eq!(root["sent_credentials"], false, "{}", r.stdout);
 }

@@ -170,7 +170,9 @@ pub fn prepare_request(headers: &mut HeaderMap, f: &Forwarding<'_>) {
     }
 }
 
-/// Removes hop-by-hop fields from an upstream response (RFC 9110 §7.6.1).
+/// Removes hop-by-hop fields from an upstream response (RFC 9110 §7.6.1). Looks at the
+/// response's own (few) field names rather than probing for each hop-by-hop name, so a
+/// typical response costs no allocation here.
 pub fn prepare_response(headers: &mut HeaderMap) {
     let named: Vec<String> = headers
         .get_all(CONNECTION)
@@ -179,8 +181,13 @@ pub fn prepare_response(headers: &mut HeaderMap) {
         .flat_map(|v| v.split(','))
         .map(|n| n.trim().to_ascii_lowercase())
         .collect();
-    for name in HOP_BY_HOP.iter().map(|s| s.to_string()).chain(named) {
-        headers.remove(name.as_str());
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| HOP_BY_HOP.contains(&k.as_str()) || named.iter().any(|n| n == k.as_str()))
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
     }
 }
 
@@ -381,6 +388,25 @@ mod tests {
         );
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "https");
+    }
+
+    #[test]
+    fn responses_lose_hop_by_hop_fields_and_those_named_in_connection() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("connection", "close, X-Secret-Hop"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret-hop", "1"),
+            ("transfer-encoding", "chunked"),
+            ("content-type", "text/plain"),
+            ("set-cookie", "a=1"),
+        ] {
+            h.append(k, HeaderValue::from_static(v));
+        }
+        prepare_response(&mut h);
+        let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["content-type", "set-cookie"]);
     }
 
     #[test]

@@ -291,9 +291,15 @@ pub fn challenges_with(
     bearer_error: Option<(&'static str, &'static str)>,
 ) -> Vec<Challenge> {
     let only_bearer = reason.is_some_and(|r| r.status() != http::StatusCode::UNAUTHORIZED);
-    route
+    // The session's `Cookie` challenge goes last whatever the route's order: it is no
+    // registered scheme, and a client picks the first challenge it can answer, so Basic or
+    // Bearer must come before it (RFC 9110 §11.6.1: well-supported schemes first).
+    let in_order = route
         .auth
         .iter()
+        .filter(|s| **s != Scheme::Session)
+        .chain(route.auth.iter().filter(|s| **s == Scheme::Session));
+    in_order
         .filter(|scheme| !only_bearer || **scheme == Scheme::Bearer)
         .map(|scheme| match scheme {
             Scheme::Basic => authgate_proto::basic::basic_challenge(&route.realm),

@@ -78,6 +78,10 @@ impl Issue {
     }
 }
 
+fn is_sign_in_form(c: &Challenge) -> bool {
+    c.is_scheme("Cookie") && c.get("form-action").is_some()
+}
+
 /// The challenges of one answer.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
@@ -162,10 +166,21 @@ impl Report {
             }
         }
         for c in &self.challenges {
-            if !KNOWN_SCHEMES.iter().any(|k| c.is_scheme(k)) {
+            if !KNOWN_SCHEMES.iter().any(|k| c.is_scheme(k)) && !is_sign_in_form(c) {
                 self.issues.push(Issue::UnknownScheme(c.scheme.clone()));
             }
         }
+    }
+
+    /// The sign-in form's address when a challenge names one: `Cookie` with `form-action`
+    /// (draft-broyer-http-cookie-auth, what authgate's session routes send). Not a scheme a
+    /// client answers in `Authorization`, but not a server mistake either: a browser signs
+    /// in on that form.
+    pub fn sign_in_form(&self) -> Option<&str> {
+        self.challenges
+            .iter()
+            .find(|c| is_sign_in_form(c))
+            .and_then(|c| c.get("form-action"))
     }
 
     /// The first challenge of `scheme`.

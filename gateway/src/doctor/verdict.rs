@@ -636,6 +636,13 @@ fn diagnose_401(
     let creds = request.credentials.as_ref();
     if !sent || creds.is_none() {
         let schemes = challenges.schemes().join(", ");
+        if let (false, Some(form)) = (challenges.any_known(), challenges.sign_in_form()) {
+            return (
+                Cause::NoCredentials,
+                format!("The request carried no credentials, and this URL wants a browser session: sign in on the form at {form}."),
+                format!("Open the URL in a browser and sign in at {form}; to check a session from here, export the browser's cookies and pass them with --cookie-jar FILE."),
+            );
+        }
         if !challenges.challenges.is_empty() && !challenges.any_known() {
             return (
                 Cause::UnanswerableScheme,

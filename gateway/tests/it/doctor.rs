@@ -87,6 +87,43 @@ fn gateway() -> (kit::Upstream, kit::Gateway) {
     (up, gw)
 }
 
+/// authgate's session routes answer API clients with a `Cookie` challenge naming the sign-in
+/// form (draft-broyer-http-cookie-auth): the doctor must read it as "sign in with a
+/// browser", not as a broken challenge, and authgate lists it after Basic.
+#[test]
+fn doctor_reads_authgates_sign_in_form_challenge() {
+    let up = kit::Upstream::start();
+    let users = kit::htpasswd(&["-B", "-C", "4"], "alice", "alice-password");
+    let config = format!(
+        "[users]\nhtpasswd = \"{{dir}}/users.htpasswd\"\n[store]\npath = \"{{dir}}/a.db\"\n\n\
+         [[route]]\npath = \"/both/\"\nupstream = \"{up}\"\nrealm = \"Test\"\nauth = [\"session\", \"basic\"]\n\n\
+         [[route]]\npath = \"/\"\nupstream = \"{up}\"\nrealm = \"Test\"\nauth = [\"session\"]\n",
+        up = up.url()
+    );
+    let gw = kit::Gateway::start(&config, &[("users.htpasswd", &users)]);
+
+    let r = doctor(&[&gw.url("/page")], None);
+    r.expect("no_credentials", 1);
+    let first = r.json["verdict"]["sentence"].as_str().unwrap_or_default();
+    assert!(
+        first.contains("browser session") && first.contains("/_authgate/signin"),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("unknown_scheme"), "{}", r.stdout);
+
+    let r = doctor(&[&gw.url("/both/page")], None);
+    r.expect("no_credentials", 1);
+    assert_eq!(r.json["challenges"][0]["scheme"], "Basic", "{}", r.stdout);
+    assert_eq!(r.json["challenges"][1]["scheme"], "Cookie", "{}", r.stdout);
+    let r = doctor(
+        &[&gw.url("/both/page"), "--user", "alice"],
+        Some("alice-password\n"),
+    );
+    r.expect("ok", 0);
+    assert_eq!(up.count(), 1, "only the last request reached the upstream");
+}
+
 #[test]
 fn doctor_authgate_no_credentials() {
     let (_up, gw) = gateway();

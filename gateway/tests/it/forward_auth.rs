@@ -553,7 +553,7 @@ fn session_sign_in(kind: Kind) {
     assert_eq!(
         api.all("www-authenticate"),
         vec![
-            r#"Cookie realm="Example", form-action="/_authgate/signin", Basic realm="Example", charset="UTF-8""#
+            r#"Basic realm="Example", charset="UTF-8", Cookie realm="Example", form-action="/_authgate/signin""#
         ],
         "{}",
         s.context(&api)

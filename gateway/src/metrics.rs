@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::config::Config;
+use crate::config::{Config, Scheme};
 use crate::reason::Reason;
 
 /// Histogram bucket upper bounds, in seconds: a cache hit is microseconds, a bcrypt-10
@@ -54,13 +54,17 @@ impl Histogram {
     }
 }
 
+/// The schemes with an authentication-time histogram, in exposition order.
+const SCHEMES: [Scheme; 3] = [Scheme::Basic, Scheme::Bearer, Scheme::Session];
+
 pub struct Metrics {
     /// Route labels by route index, then one for "no route".
     routes: Vec<String>,
     /// Reason codes; decisions are indexed by position + 1, 0 meaning "allow".
     reasons: Vec<&'static str>,
     decisions: Vec<AtomicU64>,
-    basic_auth: Histogram,
+    /// Authentication time by scheme, in [`SCHEMES`] order.
+    auth: [Histogram; 3],
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
     hashes: AtomicU64,
@@ -83,7 +87,7 @@ impl Metrics {
             routes,
             reasons,
             decisions: (0..n).map(|_| AtomicU64::new(0)).collect(),
-            basic_auth: Histogram::new(),
+            auth: [Histogram::new(), Histogram::new(), Histogram::new()],
             cache_hits: AtomicU64::new(0),
             cache_misses: AtomicU64::new(0),
             hashes: AtomicU64::new(0),
@@ -112,7 +116,15 @@ impl Metrics {
     }
 
     pub fn basic_authentication(&self, took: Duration) {
-        self.basic_auth.observe(took);
+        self.authentication(Scheme::Basic, took);
+    }
+
+    /// Time spent authenticating one request with `scheme` (successful or not).
+    pub fn authentication(&self, scheme: Scheme, took: Duration) {
+        let i = SCHEMES.iter().position(|s| *s == scheme).unwrap_or(0);
+        if let Some(h) = self.auth.get(i) {
+            h.observe(took);
+        }
     }
 
     pub fn cache_hit(&self) {
@@ -190,31 +202,33 @@ impl Metrics {
             upstream[1]
         );
 
-        let h = &self.basic_auth;
         let _ = writeln!(out, "# HELP authgate_authentication_duration_seconds Time to authenticate a request, by scheme.");
         let _ = writeln!(
             out,
             "# TYPE authgate_authentication_duration_seconds histogram"
         );
-        let mut cumulative = 0u64;
-        for (bound, count) in BUCKETS.iter().zip(&h.buckets) {
-            cumulative += count.load(Ordering::Relaxed);
+        for (scheme, h) in SCHEMES.iter().zip(&self.auth) {
+            let scheme = scheme.name();
+            let mut cumulative = 0u64;
+            for (bound, count) in BUCKETS.iter().zip(&h.buckets) {
+                cumulative += count.load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "authgate_authentication_duration_seconds_bucket{{scheme=\"{scheme}\",le=\"{bound}\"}} {cumulative}"
+                );
+            }
+            let count = h.count.load(Ordering::Relaxed);
+            let _ = writeln!(out, "authgate_authentication_duration_seconds_bucket{{scheme=\"{scheme}\",le=\"+Inf\"}} {count}");
+            let sum = h.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
             let _ = writeln!(
                 out,
-                "authgate_authentication_duration_seconds_bucket{{scheme=\"basic\",le=\"{bound}\"}} {cumulative}"
+                "authgate_authentication_duration_seconds_sum{{scheme=\"{scheme}\"}} {sum}"
+            );
+            let _ = writeln!(
+                out,
+                "authgate_authentication_duration_seconds_count{{scheme=\"{scheme}\"}} {count}"
             );
         }
-        let count = h.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "authgate_authentication_duration_seconds_bucket{{scheme=\"basic\",le=\"+Inf\"}} {count}");
-        let sum = h.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-        let _ = writeln!(
-            out,
-            "authgate_authentication_duration_seconds_sum{{scheme=\"basic\"}} {sum}"
-        );
-        let _ = writeln!(
-            out,
-            "authgate_authentication_duration_seconds_count{{scheme=\"basic\"}} {count}"
-        );
 
         for (name, help, v) in [
             (
@@ -275,7 +289,18 @@ mod tests {
         m.decision(None, Some("no_route"));
         m.decision(Some(0), Some("upstream_timeout"));
         m.basic_authentication(Duration::from_millis(3));
+        m.authentication(Scheme::Bearer, Duration::from_micros(20));
         let text = m.render();
+        assert!(
+            text.contains(
+                "authgate_authentication_duration_seconds_bucket{scheme=\"bearer\",le=\"0.00005\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("authgate_authentication_duration_seconds_count{scheme=\"session\"} 0"),
+            "{text}"
+        );
         assert!(
             text.contains("authgate_decisions_total{route=\"/a\",outcome=\"allow\",reason=\"\"} 2"),
             "{text}"

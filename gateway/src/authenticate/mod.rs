@@ -66,6 +66,7 @@ pub struct Authenticators {
     jwt: Option<Arc<jwt::JwtVerifier>>,
     sessions: Option<session::SessionAuth>,
     clock: Clock,
+    metrics: Arc<Metrics>,
     /// user -> groups, from `[groups]`.
     groups: HashMap<String, Arc<[String]>>,
     no_groups: Arc<[String]>,
@@ -88,9 +89,10 @@ impl Authenticators {
             }
         }
         Authenticators {
-            basic: users
-                .clone()
-                .map(|db| basic::BasicAuth::new(db, config, metrics, lockout, clock.clone())),
+            basic: users.clone().map(|db| {
+                basic::BasicAuth::new(db, config, Arc::clone(&metrics), lockout, clock.clone())
+            }),
+            metrics,
             tokens: match (&store, &users) {
                 (Some(store), Some(users)) => Some(token::TokenAuth::new(
                     Arc::clone(store),
@@ -145,11 +147,15 @@ impl Authenticators {
             if let (true, Some(sessions)) = (route.auth.contains(&Scheme::Session), &self.sessions)
             {
                 if let Some(cookie) = sessions.cookie_value(presented.headers, presented.secure) {
+                    let started = std::time::Instant::now();
                     let now = self.clock.now().as_secs();
-                    return match sessions.authenticate(cookie, now) {
+                    let outcome = match sessions.authenticate(cookie, now) {
                         Ok((user, stored)) => self.identity(user, Scheme::Session, stored, None),
                         Err((reason, user)) => Outcome::Denied(reason, user),
                     };
+                    self.metrics
+                        .authentication(Scheme::Session, started.elapsed());
+                    return outcome;
                 }
             }
             return Outcome::Denied(Reason::MissingCredentials, None);
@@ -179,7 +185,11 @@ impl Authenticators {
                     None,
                 );
             };
-            return self.bearer(token).await;
+            let started = std::time::Instant::now();
+            let outcome = self.bearer(token).await;
+            self.metrics
+                .authentication(Scheme::Bearer, started.elapsed());
+            return outcome;
         }
         Outcome::Denied(Reason::UnsupportedScheme, None)
     }

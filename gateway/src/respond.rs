@@ -161,7 +161,8 @@ h1{{font-size:1.5rem}}code{{background:#f2f2f2;padding:0 .25em}}p.meta{{color:#5
     )
 }
 
-fn escape(s: &str) -> String {
+/// Escapes text for HTML content and quoted attribute values: `&`, `<`, `>`, `"`, `'`.
+pub(crate) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

@@ -8,6 +8,8 @@
 
 use std::fmt;
 
+use crate::respond::escape;
+
 /// Longest logo URL accepted, in bytes.
 const MAX_LOGO_LEN: usize = 2048;
 
@@ -405,23 +407,6 @@ a{color:$ACCENT}
 fn stylesheet(accent: &str, background: &str) -> String {
     CSS.replace("$ACCENT", accent)
         .replace("$BACKGROUND", background)
-}
-
-/// Escapes text for HTML content and double- or single-quoted attribute values: `&`, `<`, `>`,
-/// `"` and `'`.
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -95,18 +95,7 @@ fn get(url: &str, creds: Option<(&str, &str)>, headers: &[(&str, &str)]) -> Resp
             req = req.header(*k, *v);
         }
         let resp = req.send().await.unwrap_or_else(|e| panic!("{sent}: {e:?}"));
-        let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
-        let body = resp.text().await.unwrap_or_default();
+        let (status, headers, body) = kit::read(resp).await;
         Resp {
             sent,
             status,

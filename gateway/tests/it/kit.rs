@@ -457,6 +457,24 @@ fn complete(buf: &[u8]) -> Option<usize> {
 }
 
 /// A reqwest client that never follows redirects.
+/// A response's status, every header as (name, value) in order (values lossy UTF-8), and
+/// its body as text.
+pub async fn read(resp: reqwest::Response) -> (u16, Vec<(String, String)>, String) {
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let body = resp.text().await.unwrap_or_default();
+    (status, headers, body)
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

@@ -163,18 +163,7 @@ fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Option<String>)
             .send()
             .await
             .unwrap_or_else(|e| panic!("request failed: {e}\n{sent}"));
-        let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
-        let body = resp.text().await.unwrap_or_default();
+        let (status, headers, body) = kit::read(resp).await;
         Reply {
             sent,
             status,

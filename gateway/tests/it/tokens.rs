@@ -110,18 +110,7 @@ pub(crate) fn get(url: &str, headers: &[(&str, &str)]) -> Reply {
             sent.push_str(&format!("{k}: {v}\n"));
         }
         let resp = req.send().await.expect("request");
-        let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
-        let body = resp.text().await.unwrap_or_default();
+        let (status, headers, body) = kit::read(resp).await;
         Reply {
             sent,
             status,

@@ -14,6 +14,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::authenticate::jwt::{JwksSource, JwtSettings};
 use crate::users::htpasswd::Htpasswd;
 
 /// One problem in the configuration or a file it names.
@@ -87,7 +88,8 @@ pub struct Config {
     /// `expired_credentials`. htpasswd files carry no dates, so it does not apply to them.
     pub password_max_age: Option<Duration>,
     pub tokens: Tokens,
-    pub jwt: Option<Jwt>,
+    /// `[jwt]`, validated, ready for `authenticate::jwt::JwtVerifier`.
+    pub jwt: Option<JwtSettings>,
     pub sessions: Sessions,
 }
 
@@ -96,25 +98,6 @@ pub struct Config {
 pub struct Tokens {
     /// A token unused for this long is refused (`expired_credentials`). None: never.
     pub idle_timeout: Option<Duration>,
-}
-
-/// JWT bearer tokens from an outside issuer (`[jwt]`), validated; see `authenticate::jwt`.
-#[derive(Debug, Clone)]
-pub struct Jwt {
-    pub issuer: String,
-    pub audiences: Vec<String>,
-    pub algorithms: Vec<jsonwebtoken::Algorithm>,
-    pub jwks_file: Option<PathBuf>,
-    pub jwks_url: Option<String>,
-    /// Read from `hs256_secret_file`; only then is HS256 allowed.
-    pub hs256_secret: Option<authgate_proto::Secret>,
-    pub leeway: Duration,
-    pub typ: Option<String>,
-    pub user_claim: String,
-    pub groups_claim: Option<String>,
-    pub scope_claim: String,
-    pub jwks_refresh: Duration,
-    pub jwks_min_refetch: Duration,
 }
 
 /// Browser sessions and the sign-in page (`[sessions]`).
@@ -639,7 +622,10 @@ impl Checker<'_> {
                 severity: Severity::Error,
             });
         }
-        let jwt = raw.jwt.as_ref().and_then(|j| self.check_jwt(j, base));
+        let jwt = raw
+            .jwt
+            .as_ref()
+            .and_then(|j| self.check_jwt(j, base, server.cache_capacity));
         let sessions = self.check_sessions(raw.sessions.as_ref());
 
         let mut groups = BTreeMap::new();
@@ -929,7 +915,7 @@ impl Checker<'_> {
         }
     }
 
-    fn check_jwt(&mut self, raw: &RawJwt, base: &Path) -> Option<Jwt> {
+    fn check_jwt(&mut self, raw: &RawJwt, base: &Path, cache_capacity: u64) -> Option<JwtSettings> {
         use jsonwebtoken::Algorithm as A;
         let mut ok = true;
         let issuer = raw.issuer.get_ref().clone();
@@ -1036,13 +1022,17 @@ impl Checker<'_> {
             self.error(&raw.issuer, "jwt", "give jwks_file or jwks_url, not both");
             ok = false;
         }
-        let jwt = Jwt {
+        let jwt = JwtSettings {
             issuer,
             audiences,
             algorithms,
-            jwks_file,
-            jwks_url,
+            jwks: match (jwks_file, jwks_url) {
+                (Some(f), _) => JwksSource::File(f),
+                (None, Some(u)) => JwksSource::Url(u),
+                (None, None) => JwksSource::None,
+            },
             hs256_secret,
+            cache_capacity,
             leeway: raw.leeway.as_ref().map_or(Duration::from_secs(60), |v| {
                 humantime::parse_duration(v.get_ref()).unwrap_or_else(|_| {
                     self.error(v, "jwt.leeway", "write a duration such as \"60s\"");

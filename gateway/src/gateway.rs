@@ -14,7 +14,7 @@ use ipnet::IpNet;
 use rand::RngCore;
 
 use crate::audit::{AuditLog, Record};
-use crate::authenticate::jwt::{JwksSource, JwtSettings, JwtVerifier};
+use crate::authenticate::jwt::JwtVerifier;
 use crate::authenticate::lockout::Lockout;
 use crate::authenticate::{self, Authenticators, Identity, Outcome, Presented};
 use crate::authorize::{authorize, Decision};
@@ -65,35 +65,13 @@ impl Sources {
             .then(|| Arc::new(Directory::new(htpasswd, store.clone())));
         let jwt = match &config.jwt {
             Some(j) => Some(
-                JwtVerifier::new(jwt_settings(j, config.server.cache_capacity))
+                JwtVerifier::new(j.clone())
                     .await
                     .map_err(|e| anyhow::anyhow!("[jwt]: {e}"))?,
             ),
             None => None,
         };
         Ok(Sources { users, store, jwt })
-    }
-}
-
-fn jwt_settings(j: &crate::config::Jwt, cache_capacity: u64) -> JwtSettings {
-    JwtSettings {
-        issuer: j.issuer.clone(),
-        audiences: j.audiences.clone(),
-        algorithms: j.algorithms.clone(),
-        jwks: match (&j.jwks_file, &j.jwks_url) {
-            (Some(f), _) => JwksSource::File(f.clone()),
-            (None, Some(u)) => JwksSource::Url(u.clone()),
-            (None, None) => JwksSource::None,
-        },
-        hs256_secret: j.hs256_secret.clone(),
-        leeway: j.leeway,
-        typ: j.typ.clone(),
-        user_claim: j.user_claim.clone(),
-        groups_claim: j.groups_claim.clone(),
-        scope_claim: j.scope_claim.clone(),
-        jwks_refresh: j.jwks_refresh,
-        jwks_min_refetch: j.jwks_min_refetch,
-        cache_capacity,
     }
 }
 

@@ -26,11 +26,15 @@ pub struct Record {
     /// The matched route's index, for metrics.
     #[serde(skip)]
     pub route_index: Option<usize>,
-    pub client: String,
-    /// `client` before formatting, for decisions that key on it.
-    #[serde(skip)]
+    /// The client's address (after trusted proxies); written as text by the writer thread.
+    #[serde(rename = "client", serialize_with = "display")]
     pub client_ip: std::net::IpAddr,
-    pub peer: String,
+    /// The TCP peer; None for a dry run.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "display_some"
+    )]
+    pub peer: Option<std::net::SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub route: Option<String>,
     pub method: String,
@@ -55,9 +59,8 @@ impl Default for Record {
             at: SystemTime::now(),
             request_id: String::new(),
             route_index: None,
-            client: String::new(),
             client_ip: std::net::IpAddr::from([0, 0, 0, 0]),
-            peer: String::new(),
+            peer: None,
             route: None,
             method: String::new(),
             path: String::new(),
@@ -69,6 +72,21 @@ impl Default for Record {
             detail: None,
             latency_ms: 0.0,
         }
+    }
+}
+
+/// Writes a value with its `Display` (an address), without an intermediate `String`.
+fn display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+fn display_some<T: std::fmt::Display, S: serde::Serializer>(
+    v: &Option<T>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.collect_str(v),
+        None => s.serialize_none(),
     }
 }
 
@@ -164,13 +182,22 @@ impl AuditLog {
 fn writer(shared: &Shared, out: Box<dyn Write + Send>) {
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
     let mut batch: Vec<Record> = Vec::with_capacity(1024);
+    let mut last: (u128, String) = (0, String::new());
     loop {
         let closing = shared.closed.load(Ordering::Acquire);
         if let Ok(mut queue) = shared.queue.lock() {
             std::mem::swap(&mut *queue, &mut batch);
         }
         for mut record in batch.drain(..) {
-            record.time = format_time(record.at);
+            // Records of the same millisecond share one formatted time.
+            let ms = record
+                .at
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            if ms != last.0 || last.1.is_empty() {
+                last = (ms, format_time(record.at));
+            }
+            record.time.clone_from(&last.1);
             if serde_json::to_writer(&mut out, &record).is_ok() {
                 let _ = out.write_all(b"\n");
             }

@@ -208,7 +208,6 @@ impl Gateway {
     /// returned as an audit record instead of a response. Nothing is forwarded.
     pub async fn dry_run(&self, req: &Request<()>, client: IpAddr) -> Record {
         let mut record = Record {
-            client: client.to_string(),
             client_ip: client,
             method: req.method().to_string(),
             path: req.uri().path().to_string(),
@@ -244,9 +243,8 @@ impl Gateway {
             &self.config.server.trusted_proxies,
         );
         let mut record = Record {
-            client: client_ip.to_string(),
             client_ip,
-            peer: peer.to_string(),
+            peer: Some(peer),
             method: req.method().to_string(),
             path: req.uri().path().to_string(),
             request_id: request_id.clone(),

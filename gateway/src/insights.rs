@@ -3,6 +3,7 @@
 //! cost nothing here.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -19,9 +20,15 @@ const TOP_CAP: usize = 10_000;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Denial {
+    /// RFC 3339, filled in from `at` when the dashboard asks (not on the request path).
     pub time: String,
     pub request_id: String,
+    /// Filled in from `client_ip` when the dashboard asks.
     pub client: String,
+    #[serde(skip)]
+    at: SystemTime,
+    #[serde(skip)]
+    client_ip: IpAddr,
     pub method: String,
     pub path: String,
     pub route: Option<String>,
@@ -48,7 +55,7 @@ pub struct Minute {
 struct State {
     recent: VecDeque<Denial>,
     timeline: VecDeque<Minute>,
-    clients: HashMap<String, u64>,
+    clients: HashMap<IpAddr, u64>,
     users: HashMap<String, u64>,
 }
 
@@ -69,13 +76,15 @@ impl Insights {
     /// Records a decision if it was a denial.
     pub fn record(&self, r: &Record) {
         let Some(reason) = r.reason else { return };
-        let minute = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() / 60 * 60);
+        let minute =
+            r.at.duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() / 60 * 60);
         let denial = Denial {
-            time: crate::audit::now(),
+            time: String::new(),
             request_id: r.request_id.clone(),
-            client: r.client.clone(),
+            client: String::new(),
+            at: r.at,
+            client_ip: r.client_ip,
             method: r.method.clone(),
             path: r.path.clone(),
             route: r.route.clone(),
@@ -100,9 +109,9 @@ impl Insights {
         if let Some(m) = s.timeline.back_mut() {
             *m.by_reason.entry(reason).or_default() += 1;
         }
-        bump(&mut s.clients, &r.client);
+        bump(&mut s.clients, &r.client_ip, |ip| *ip);
         if let Some(u) = &r.user {
-            bump(&mut s.users, u);
+            bump(&mut s.users, u.as_str(), str::to_owned);
         }
         s.recent.push_back(denial);
         if s.recent.len() > RECENT {
@@ -132,15 +141,21 @@ impl Insights {
         };
         Summary {
             timeline: s.timeline.iter().cloned().collect(),
-            top_clients: top(&s.clients, 10),
+            top_clients: top(&s.clients, 10)
+                .into_iter()
+                .map(|(ip, n)| (ip.to_string(), n))
+                .collect(),
             top_users: top(&s.users, 10),
             recent: s.recent.iter().rev().cloned().map(with_trace).collect(),
         }
     }
 }
 
-/// Fills in the plain-words trace (only for what the dashboard shows, not on the request path).
+/// Fills in the time, the client and the plain-words trace (only for what the dashboard
+/// shows, not on the request path).
 fn with_trace(mut d: Denial) -> Denial {
+    d.time = humantime::format_rfc3339_millis(d.at).to_string();
+    d.client = d.client_ip.to_string();
     let v = serde_json::json!({
         "request_id": d.request_id, "time": d.time, "method": d.method, "path": d.path,
         "client": d.client, "route": d.route, "user": d.user, "scheme": d.scheme,
@@ -150,7 +165,12 @@ fn with_trace(mut d: Denial) -> Denial {
     d
 }
 
-fn bump(map: &mut HashMap<String, u64>, key: &str) {
+/// Counts one more for `key`; the owned key is made only for a new entry.
+fn bump<K, Q>(map: &mut HashMap<K, u64>, key: &Q, owned: impl FnOnce(&Q) -> K)
+where
+    K: std::hash::Hash + Eq + std::borrow::Borrow<Q>,
+    Q: std::hash::Hash + Eq + ?Sized,
+{
     if let Some(n) = map.get_mut(key) {
         *n += 1;
         return;
@@ -159,11 +179,11 @@ fn bump(map: &mut HashMap<String, u64>, key: &str) {
         // Keep the heavy hitters: drop everything seen only once.
         map.retain(|_, n| *n > 1);
     }
-    map.insert(key.to_string(), 1);
+    map.insert(owned(key), 1);
 }
 
-fn top(map: &HashMap<String, u64>, n: usize) -> Vec<(String, u64)> {
-    let mut v: Vec<(String, u64)> = map.iter().map(|(k, c)| (k.clone(), *c)).collect();
+fn top<K: Clone + Ord>(map: &HashMap<K, u64>, n: usize) -> Vec<(K, u64)> {
+    let mut v: Vec<(K, u64)> = map.iter().map(|(k, c)| (k.clone(), *c)).collect();
     v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     v.truncate(n);
     v

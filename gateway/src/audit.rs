@@ -3,7 +3,7 @@
 //!
 //! Fields: `time` (RFC 3339, UTC), `request_id`, `client` (address, after trusted proxies),
 //! `peer` (the TCP peer), `route`, `method`, `path`, `user` (when known, also for wrong
-//! passwords), `scheme`, `outcome` (`allow` or `deny`), `status`, `reason`, `detail` (what
+//! passwords), `scheme`, `token` (the id of an authgate API token, never its secret), `outcome` (`allow` or `deny`), `status`, `reason`, `detail` (what
 //! the client is not told, e.g. `unknown_user`), `latency_ms`. Never a password, a token or
 //! an `Authorization` value.
 
@@ -43,6 +43,10 @@ pub struct Record {
     pub user: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scheme: Option<&'static str>,
+    /// The id of the authgate API token presented (its public part, as `token ls` shows
+    /// it), allowed or not: which token to look at or revoke.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
     pub outcome: &'static str,
     pub status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -66,6 +70,7 @@ impl Default for Record {
             path: String::new(),
             user: None,
             scheme: None,
+            token: None,
             outcome: "deny",
             status: 0,
             reason: None,

@@ -396,6 +396,7 @@ impl Gateway {
             client: record.client_ip,
             secure,
         };
+        record.token = presented_token_id(headers);
         let identity = match self.authenticators.authenticate(route, &presented).await {
             Outcome::Anonymous => None,
             Outcome::Authenticated(id) => {
@@ -516,6 +517,17 @@ impl Gateway {
         };
         respond::deny(&reason, challenges, request_id, request_headers)
     }
+}
+
+/// The id of a well-formed authgate API token in `Authorization: Bearer` (the public part
+/// before the secret), for the audit log. Anything else is not logged: it may be a secret.
+fn presented_token_id(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    authenticate::token::split(token.trim()).map(|(id, _)| id.to_owned())
 }
 
 fn dry_deny(record: &mut Record, reason: &Reason) {

@@ -308,6 +308,7 @@ fn an_issued_token_works_with_curl_is_listed_without_its_secret_and_revocation_r
     let (token, id) = issue(&gw, &["--user", "alice", "--name", "ci"]);
 
     let r = until_accepted(&url, &token);
+    let allowed_id = r.header("x-request-id").expect("request id").to_string();
     let seen = assert_reached(&r, &upstream, "alice", "bearer");
     assert_eq!(seen.target, "/api/things?x=1");
     assert_eq!(r.body, "upstream: /api/things?x=1", "{r}");
@@ -345,6 +346,11 @@ fn an_issued_token_works_with_curl_is_listed_without_its_secret_and_revocation_r
     let audit = gw.audit_for(again.header("x-request-id").expect("request id"));
     assert_eq!(audit["reason"], "invalid_token", "{audit}");
     assert_eq!(audit["detail"], "revoked", "{audit}");
+    // The audit log names the token (its public id), so an admin knows which one it was.
+    assert_eq!(audit["token"], id.as_str(), "{audit}");
+    let allowed = gw.audit_for(&allowed_id);
+    assert_eq!(allowed["token"], id.as_str(), "{allowed}");
+    assert_eq!(allowed["user"], "alice", "{allowed}");
 
     let (ls, _) = cli(&gw, &["token", "ls"], "");
     assert!(

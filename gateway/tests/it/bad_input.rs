@@ -87,8 +87,19 @@ fn ask_raw(gw: &kit::Gateway, request: &[u8]) -> Exchange {
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
+    let sent = if r.status == 0 {
+        // How the exchange ended, and what the gateway logged, when nothing came back.
+        format!(
+            "{}\n{}\ngateway stderr:\n{}",
+            request.escape_ascii(),
+            r.head,
+            gw.stderr()
+        )
+    } else {
+        request.escape_ascii().to_string()
+    };
     Exchange {
-        sent: request.escape_ascii().to_string(),
+        sent,
         status: r.status,
         headers,
         body: r.body,

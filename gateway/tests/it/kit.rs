@@ -416,9 +416,14 @@ pub fn raw(addr: SocketAddr, request: &[u8]) -> RawResponse {
     s.write_all(request).expect("write");
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
+    let started = std::time::Instant::now();
+    let mut ended = String::new();
     loop {
         match s.read(&mut chunk) {
-            Ok(0) => break,
+            Ok(0) => {
+                ended = format!("closed by the server after {:?}", started.elapsed());
+                break;
+            }
             Ok(n) => {
                 buf.extend_from_slice(&chunk[..n]);
                 if let Some(done) = complete(&buf) {
@@ -426,8 +431,19 @@ pub fn raw(addr: SocketAddr, request: &[u8]) -> RawResponse {
                     break;
                 }
             }
-            Err(_) => break,
+            Err(e) => {
+                ended = format!("read error after {:?}: {e}", started.elapsed());
+                break;
+            }
         }
+    }
+    if buf.is_empty() {
+        // Nothing came back: say how the exchange ended, for the failure message.
+        return RawResponse {
+            status: 0,
+            head: format!("<no response: {ended}>"),
+            body: String::new(),
+        };
     }
     let text = String::from_utf8_lossy(&buf).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));

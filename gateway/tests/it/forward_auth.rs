@@ -57,11 +57,7 @@ struct Resp {
 
 impl Resp {
     fn all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        kit::header_values(&self.headers, name)
     }
     fn header(&self, name: &str) -> Option<&str> {
         self.all(name).into_iter().next()

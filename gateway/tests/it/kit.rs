@@ -37,14 +37,19 @@ pub struct Seen {
     pub body: Vec<u8>,
 }
 
+/// Every value of a header in `headers` (name compared case-insensitively), in order.
+pub fn header_values<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
 impl Seen {
     /// All values of a header (case-insensitive name).
     pub fn header_all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        header_values(&self.headers, name)
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {

@@ -85,11 +85,7 @@ impl fmt::Display for Reply {
 
 impl Reply {
     fn header_all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        kit::header_values(&self.headers, name)
     }
 
     fn header(&self, name: &str) -> Option<&str> {

@@ -25,11 +25,7 @@ pub(crate) struct Reply {
 
 impl Reply {
     pub fn header_all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        kit::header_values(&self.headers, name)
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {

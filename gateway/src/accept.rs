@@ -67,9 +67,12 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let gw = Arc::clone(&gateway);
+        // This connection's upstream connection (see `forward::pool`).
+        let pinned = Arc::new(gateway.pin());
         let service = service_fn(move |req| {
             let gw = Arc::clone(&gw);
-            async move { Ok::<_, Infallible>(gw.handle(req, peer).await) }
+            let pinned = Arc::clone(&pinned);
+            async move { Ok::<_, Infallible>(gw.handle(req, peer, &pinned).await) }
         });
         let builder = builder.clone();
         let watcher = graceful.watcher();

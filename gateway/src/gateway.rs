@@ -89,6 +89,8 @@ pub struct Gateway {
     signin: Option<crate::signin::SignIn>,
     /// Each route's `WWW-Authenticate` value, rendered once.
     challenges: HashMap<usize, HeaderValue>,
+    /// `[server]`'s identity header names, parsed once.
+    identity_names: headers::IdentityNames,
 }
 
 impl Gateway {
@@ -116,6 +118,7 @@ impl Gateway {
             lockout,
             insights: Insights::default(),
             forwarder: Forwarder::new(&config),
+            identity_names: headers::IdentityNames::new(&config.server.identity_headers),
             challenges: config
                 .routes
                 .iter()
@@ -232,7 +235,17 @@ impl Gateway {
     }
 
     /// Answers one request. Never fails: every problem becomes a response with a reason.
-    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    /// The upstream connection slot for a new client connection (see `forward::pool`).
+    pub fn pin(&self) -> crate::forward::Pinned {
+        self.forwarder.pin()
+    }
+
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        pinned: &crate::forward::Pinned,
+    ) -> Response<Body> {
         let started = Instant::now();
         let peer_trusted = is_trusted(&self.config.server.trusted_proxies, peer.ip());
         let request_id = request_id(req.headers(), peer_trusted);
@@ -252,11 +265,11 @@ impl Gateway {
         };
 
         let mut response = self
-            .decide(req, peer, peer_trusted, &request_id, &mut record)
+            .decide(req, peer, pinned, peer_trusted, &request_id, &mut record)
             .await;
 
         if let Ok(v) = HeaderValue::from_str(&request_id) {
-            response.headers_mut().insert("x-request-id", v);
+            response.headers_mut().insert(headers::X_REQUEST_ID, v);
         }
         record.status = response.status().as_u16();
         record.latency_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -270,6 +283,7 @@ impl Gateway {
         &self,
         req: Request<Incoming>,
         peer: SocketAddr,
+        pinned: &crate::forward::Pinned,
         peer_trusted: bool,
         request_id: &str,
         record: &mut Record,
@@ -337,7 +351,7 @@ impl Gateway {
             req.headers_mut(),
             &Forwarding {
                 identity: identity.as_ref(),
-                names: &self.config.server.identity_headers,
+                names: &self.identity_names,
                 peer: peer.ip(),
                 peer_trusted,
                 authority: &target.authority,
@@ -354,7 +368,7 @@ impl Gateway {
         if let Some(v) = req.headers().get(ACCEPT) {
             accept.insert(ACCEPT, v.clone());
         }
-        match self.forwarder.forward(route, &target, req).await {
+        match self.forwarder.forward(pinned, route, &target, req).await {
             Ok(mut response) => {
                 record.outcome = "allow";
                 if let Some(id) = &identity {

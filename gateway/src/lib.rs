@@ -7,6 +7,7 @@
 
 pub mod accept;
 pub mod admin;
+pub mod ascii;
 pub mod audit;
 pub mod authenticate;
 pub mod authorize;

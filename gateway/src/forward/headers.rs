@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, HOST};
+use http::header::{HeaderName, HeaderValue, CONNECTION, HOST};
 use http::HeaderMap;
 
 use crate::authenticate::Identity;
@@ -91,10 +91,41 @@ fn canonical(name: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The identity header names of `[server]`, parsed once. A name that does not parse (the
+/// configuration check refuses those) is not sent.
+pub struct IdentityNames {
+    user: Option<HeaderName>,
+    groups: Option<HeaderName>,
+    method: Option<HeaderName>,
+}
+
+impl IdentityNames {
+    pub fn new(names: &IdentityHeaders) -> Self {
+        let parse = |n: &str| HeaderName::from_bytes(n.as_bytes()).ok();
+        IdentityNames {
+            user: parse(&names.user),
+            groups: parse(&names.groups),
+            method: parse(&names.method),
+        }
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        [&self.user, &self.groups, &self.method]
+            .into_iter()
+            .flatten()
+            .any(|n| n.as_str() == name)
+    }
+}
+
 /// Everything known about the request that the forwarded headers are made from.
 pub struct Forwarding<'a> {
     pub identity: Option<&'a Identity>,
-    pub names: &'a IdentityHeaders,
+    pub names: &'a IdentityNames,
     pub peer: IpAddr,
     pub peer_trusted: bool,
     pub authority: &'a str,
@@ -102,47 +133,63 @@ pub struct Forwarding<'a> {
     pub pass_authorization: bool,
 }
 
-/// Cleans `headers` in place for the upstream and sets authgate's headers.
-pub fn prepare_request(headers: &mut HeaderMap, f: &Forwarding<'_>) {
-    // Fields named in Connection are hop-by-hop too (RFC 9110 §7.6.1). Collected before any
-    // header authgate sets, so a client cannot name one of ours to have it removed.
-    let named: Vec<String> = headers
-        .get_all(CONNECTION)
+/// Whether the comma-separated `Connection` values name `name` (RFC 9110 §7.6.1), without
+/// allocating: field names are compared case-insensitively.
+fn named_in_connection(connection: &http::header::GetAll<'_, HeaderValue>, name: &str) -> bool {
+    connection
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|n| n.trim().to_ascii_lowercase())
-        .filter(|n| !n.is_empty())
-        .collect();
+        .any(|token| token.trim().eq_ignore_ascii_case(name))
+}
+
+/// Whether a request field called `name` (canonical form) must not reach the upstream.
+fn doomed(name: &str, f: &Forwarding<'_>) -> bool {
+    HOP_BY_HOP.contains(&name)
+        || IDENTITY.contains(&name)
+        || IDENTITY_PREFIXES.iter().any(|p| name.starts_with(p))
+        || f.names.contains(name)
+        || (!f.peer_trusted && FORWARDING.contains(&name))
+        || (name == "authorization" && !f.pass_authorization)
+        // The request id is always authgate's (the gateway took a trusted one over).
+        || name == "x-request-id"
+}
+
+/// Cleans `headers` in place for the upstream and sets authgate's headers. A request without
+/// anything to remove allocates only the values authgate sets.
+pub fn prepare_request(headers: &mut HeaderMap, f: &Forwarding<'_>) {
+    // Decided before any header authgate sets, so a client cannot name one of ours in
+    // Connection to have it removed.
+    let mut remove: Vec<HeaderName> = Vec::new();
+    {
+        let connection = headers.get_all(CONNECTION);
+        let has_connection = connection.iter().next().is_some();
+        for name in headers.keys() {
+            let n = canonical(name.as_str());
+            if doomed(&n, f) || (has_connection && named_in_connection(&connection, &n)) {
+                remove.push(name.clone());
+            }
+        }
+    }
+    // A trusted proxy's X-Forwarded-For is kept and our peer appended; otherwise it was
+    // removed above and the peer is the whole list.
     let prior_xff = if f.peer_trusted {
-        let joined: Vec<&str> = headers
-            .get_all("x-forwarded-for")
+        let mut joined = String::new();
+        for v in headers
+            .get_all(&X_FORWARDED_FOR)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .collect();
-        (!joined.is_empty()).then(|| joined.join(", "))
+        {
+            if !joined.is_empty() {
+                joined.push_str(", ");
+            }
+            joined.push_str(v);
+        }
+        joined
     } else {
-        None
+        String::new()
     };
-    let ours = [&f.names.user, &f.names.groups, &f.names.method];
-    let doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| {
-            let n = canonical(name.as_str());
-            let n = n.as_ref();
-            HOP_BY_HOP.contains(&n)
-                || named.iter().any(|x| x == n)
-                || IDENTITY.contains(&n)
-                || IDENTITY_PREFIXES.iter().any(|p| n.starts_with(p))
-                || ours.iter().any(|o| o.as_str() == n)
-                || (!f.peer_trusted && FORWARDING.contains(&n))
-                || (*name == AUTHORIZATION && !f.pass_authorization)
-                // The request id is always authgate's (the gateway took a trusted one over).
-                || n == "x-request-id"
-        })
-        .cloned()
-        .collect();
-    for name in doomed {
+    for name in remove {
         headers.remove(name);
     }
 
@@ -150,23 +197,35 @@ pub fn prepare_request(headers: &mut HeaderMap, f: &Forwarding<'_>) {
     if let Ok(v) = HeaderValue::from_str(f.authority) {
         headers.insert(HOST, v);
     }
-    let peer = f.peer.to_string();
-    let xff = match prior_xff {
-        Some(prior) => format!("{prior}, {peer}"),
-        None => peer,
-    };
-    set(headers, "x-forwarded-for", &xff);
-    if !f.peer_trusted || !headers.contains_key("x-forwarded-proto") {
-        set(headers, "x-forwarded-proto", "http");
+    let mut xff = prior_xff;
+    if !xff.is_empty() {
+        xff.push_str(", ");
     }
-    if !f.peer_trusted || !headers.contains_key("x-forwarded-host") {
-        set(headers, "x-forwarded-host", f.authority);
+    crate::ascii::push_ip(&mut xff, f.peer);
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(X_FORWARDED_FOR, v);
     }
-    set(headers, "x-request-id", f.request_id);
+    if !f.peer_trusted || !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    }
+    if !f.peer_trusted || !headers.contains_key(&X_FORWARDED_HOST) {
+        if let Ok(v) = HeaderValue::from_str(f.authority) {
+            headers.insert(X_FORWARDED_HOST, v);
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(f.request_id) {
+        headers.insert(X_REQUEST_ID, v);
+    }
     if let Some(id) = f.identity {
-        set(headers, &f.names.user, &id.user);
-        set(headers, &f.names.groups, &id.groups.join(","));
-        set(headers, &f.names.method, id.method.name());
+        if let (Some(n), Ok(v)) = (&f.names.user, HeaderValue::from_str(&id.user)) {
+            headers.insert(n.clone(), v);
+        }
+        if let (Some(n), Ok(v)) = (&f.names.groups, HeaderValue::from_str(&id.groups.join(","))) {
+            headers.insert(n.clone(), v);
+        }
+        if let Some(n) = &f.names.method {
+            headers.insert(n.clone(), HeaderValue::from_static(id.method.name()));
+        }
     }
 }
 
@@ -188,15 +247,6 @@ pub fn prepare_response(headers: &mut HeaderMap) {
         .collect();
     for name in doomed {
         headers.remove(name);
-    }
-}
-
-fn set(headers: &mut HeaderMap, name: &str, value: &str) {
-    if let (Ok(n), Ok(v)) = (
-        HeaderName::from_bytes(name.as_bytes()),
-        HeaderValue::from_str(value),
-    ) {
-        headers.insert(n, v);
     }
 }
 
@@ -230,6 +280,13 @@ pub fn strip_cookies(headers: &mut HeaderMap, drop: impl Fn(&str) -> bool) {
 }
 
 pub fn make_private(headers: &mut HeaderMap) {
+    if !headers.contains_key(http::header::CACHE_CONTROL) {
+        headers.insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("private"),
+        );
+        return;
+    }
     let current: Vec<String> = headers
         .get_all(http::header::CACHE_CONTROL)
         .iter()
@@ -297,12 +354,12 @@ mod tests {
     use super::*;
     use crate::config::Scheme;
 
-    fn names() -> IdentityHeaders {
-        IdentityHeaders {
+    fn names() -> IdentityNames {
+        IdentityNames::new(&IdentityHeaders {
             user: "x-authgate-user".into(),
             groups: "x-authgate-groups".into(),
             method: "x-authgate-method".into(),
-        }
+        })
     }
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {

@@ -2,6 +2,7 @@
 //! directory. Bodies stream both ways; nothing is buffered.
 
 pub mod headers;
+pub mod pool;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -11,8 +12,6 @@ use http::header::{CONTENT_LENGTH, LOCATION};
 use http::{HeaderValue, Request, Response, Uri, Version};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
 use tower::ServiceExt;
 use tower_http::services::ServeDir;
 
@@ -21,8 +20,10 @@ use crate::config::{Backend, Config, Route, Upstream};
 use crate::normalize::Target;
 use crate::reason::Reason;
 
+pub use pool::Pinned;
+
 pub struct Forwarder {
-    client: Client<HttpConnector, Body>,
+    pool: std::sync::Arc<pool::Pool>,
     upstream_timeout: Duration,
     /// One file server per static route, by route index.
     statics: HashMap<usize, ServeDir>,
@@ -30,13 +31,6 @@ pub struct Forwarder {
 
 impl Forwarder {
     pub fn new(config: &Config) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(config.server.upstream_connect_timeout));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
-            .build(connector);
         let statics = config
             .routes
             .iter()
@@ -49,16 +43,22 @@ impl Forwarder {
             })
             .collect();
         Forwarder {
-            client,
+            pool: pool::Pool::new(config.server.upstream_connect_timeout),
             upstream_timeout: config.server.upstream_timeout,
             statics,
         }
     }
 
+    /// The upstream connection slot for a new client connection.
+    pub fn pin(&self) -> Pinned {
+        self.pool.pin()
+    }
+
     /// Sends the request to the route's backend. `req` already carries the headers the backend
-    /// may see (see [`headers::prepare_request`]).
+    /// may see (see [`headers::prepare_request`]). `pinned` is the client connection's.
     pub async fn forward(
         &self,
+        pinned: &Pinned,
         route: &Route,
         target: &Target,
         req: Request<Incoming>,
@@ -74,7 +74,7 @@ impl Forwarder {
             }
         }
         match &route.backend {
-            Backend::Upstream(up) => self.proxy(up, route, target, req).await,
+            Backend::Upstream(up) => self.proxy(pinned, up, route, target, req).await,
             Backend::Static(_) => self.serve_static(route, target, req).await,
             Backend::None => Err(Reason::NoRoute),
         }
@@ -82,18 +82,16 @@ impl Forwarder {
 
     async fn proxy(
         &self,
+        pinned: &Pinned,
         upstream: &Upstream,
         route: &Route,
         target: &Target,
         req: Request<Incoming>,
     ) -> Result<Response<Body>, Reason> {
         let (mut parts, body) = req.into_parts();
-        // The backend receives exactly the normalised path the decision was made on.
-        parts.uri = Uri::builder()
-            .scheme("http")
-            .authority(upstream.authority.clone())
-            .path_and_query(target.path_and_query())
-            .build()
+        // The backend receives exactly the normalised path the decision was made on, in
+        // origin form (RFC 9112 §3.2.1); Host is set by `prepare_request`.
+        parts.uri = Uri::try_from(target.path_and_query())
             .map_err(|_| Reason::AmbiguousPath("a target that cannot be forwarded"))?;
         parts.version = Version::HTTP_11;
         let body: Body = match route.max_body {
@@ -107,12 +105,14 @@ impl Forwarder {
         let request = Request::from_parts(parts, body);
         let response = match tokio::time::timeout(
             self.upstream_timeout,
-            self.client.request(request),
+            pinned.send(&upstream.authority, request),
         )
         .await
         {
             Err(_) => return Err(Reason::UpstreamTimeout),
-            Ok(Err(e)) if body_over_limit(&e) => return Err(Reason::BodyTooLarge),
+            Ok(Err(pool::SendError::Request(e))) if body_over_limit(&e) => {
+                return Err(Reason::BodyTooLarge)
+            }
             Ok(Err(e)) => {
                 tracing::warn!(upstream = %upstream.authority, error = %e, "upstream request failed");
                 return Err(Reason::UpstreamUnavailable);

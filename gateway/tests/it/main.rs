@@ -22,3 +22,4 @@ mod metrics;
 mod routing;
 mod sessions;
 mod tokens;
+mod upstream_pool;

@@ -1,0 +1,202 @@
+//! Upstream connections (see `forward::pool`): a client connection keeps its upstream
+//! connection, an upstream that closes idle connections costs no failed request, and the
+//! concurrent requests of one HTTP/2 client connection are not serialised.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::kit;
+
+/// What the raw upstream does after each response.
+#[derive(Clone, Copy)]
+enum After {
+    /// Keep the connection for the next request.
+    KeepAlive,
+    /// Close it a moment later, while the gateway holds it as idle (it never said
+    /// `Connection: close`).
+    CloseWhenIdle,
+}
+
+/// A hand-rolled HTTP/1.1 upstream that counts connections and requests, and the most
+/// requests it was answering at once. `delay` is how long each answer takes.
+struct RawUpstream {
+    addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+    requests: Arc<AtomicUsize>,
+    max_active: Arc<AtomicUsize>,
+}
+
+impl RawUpstream {
+    fn start(after: After, delay: Duration) -> RawUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let connections = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let active = Arc::new(AtomicUsize::new(0));
+        let max_active = Arc::new(AtomicUsize::new(0));
+        let (c, r, m) = (connections.clone(), requests.clone(), max_active.clone());
+        std::thread::spawn(move || {
+            // Bounded: the test process ends long before this many connections.
+            for stream in listener.incoming().take(1000) {
+                let Ok(stream) = stream else { continue };
+                c.fetch_add(1, Ordering::SeqCst);
+                let (r, a, m) = (r.clone(), active.clone(), m.clone());
+                std::thread::spawn(move || serve(stream, after, delay, &r, &a, &m));
+            }
+        });
+        RawUpstream {
+            addr,
+            connections,
+            requests,
+            max_active,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+fn serve(
+    mut stream: TcpStream,
+    after: After,
+    delay: Duration,
+    requests: &AtomicUsize,
+    active: &AtomicUsize,
+    max_active: &AtomicUsize,
+) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut buf = Vec::new();
+    loop {
+        // The gateway's requests here have no body: a request ends at the empty line.
+        let mut chunk = [0u8; 4096];
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let end = buf
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(0, |p| p + 4);
+        buf.drain(..end);
+        requests.fetch_add(1, Ordering::SeqCst);
+        let now = active.fetch_add(1, Ordering::SeqCst) + 1;
+        max_active.fetch_max(now, Ordering::SeqCst);
+        std::thread::sleep(delay);
+        active.fetch_sub(1, Ordering::SeqCst);
+        if stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .is_err()
+        {
+            return;
+        }
+        if let After::CloseWhenIdle = after {
+            std::thread::sleep(Duration::from_millis(50));
+            return;
+        }
+    }
+}
+
+fn start(upstream: &RawUpstream) -> kit::Gateway {
+    kit::Gateway::start(
+        &format!(
+            "[[route]]\npath = \"/\"\nupstream = \"{}\"\nauth = \"none\"\n",
+            upstream.url()
+        ),
+        &[],
+    )
+}
+
+#[test]
+fn one_client_connection_keeps_one_upstream_connection() {
+    let up = RawUpstream::start(After::KeepAlive, Duration::ZERO);
+    let gw = start(&up);
+    let client = kit::client();
+    kit::rt().block_on(async {
+        for i in 0..20 {
+            let resp = client
+                .get(gw.url(&format!("/n/{i}")))
+                .send()
+                .await
+                .expect("request");
+            let (status, _, body) = kit::read(resp).await;
+            assert_eq!((status, body.as_str()), (200, "ok"), "request {i}");
+        }
+    });
+    assert_eq!(up.requests(), 20);
+    assert_eq!(
+        up.connections(),
+        1,
+        "20 requests over one client connection must share one upstream connection"
+    );
+}
+
+#[test]
+fn an_upstream_closing_idle_connections_costs_no_failed_request() {
+    let up = RawUpstream::start(After::CloseWhenIdle, Duration::ZERO);
+    let gw = start(&up);
+    let client = kit::client();
+    kit::rt().block_on(async {
+        for i in 0..5 {
+            let resp = client
+                .get(gw.url(&format!("/again/{i}")))
+                .send()
+                .await
+                .expect("request");
+            let (status, _, body) = kit::read(resp).await;
+            assert_eq!(
+                (status, body.as_str()),
+                (200, "ok"),
+                "request {i}: {}",
+                gw.stderr()
+            );
+            // Long enough for the upstream to close the connection the gateway kept.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    assert_eq!(up.requests(), 5, "every request reached the upstream once");
+    assert_eq!(
+        up.connections(),
+        5,
+        "a closed connection is never used again"
+    );
+}
+
+#[test]
+fn concurrent_requests_of_one_http2_connection_are_not_serialised() {
+    let up = RawUpstream::start(After::KeepAlive, Duration::from_millis(400));
+    let gw = start(&up);
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("client");
+    kit::rt().block_on(async {
+        let sends = (0..4).map(|i| client.get(gw.url(&format!("/h2/{i}"))).send());
+        for resp in futures_util::future::join_all(sends).await {
+            let resp = resp.expect("request");
+            assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+            let (status, _, body) = kit::read(resp).await;
+            assert_eq!((status, body.as_str()), (200, "ok"));
+        }
+    });
+    assert_eq!(up.requests(), 4);
+    assert!(
+        up.max_active.load(Ordering::SeqCst) >= 2,
+        "the four streams must reach the upstream side by side, each on its own connection \
+         (connections: {})",
+        up.connections()
+    );
+}

@@ -11,7 +11,6 @@ use http::header::{HeaderValue, ACCEPT};
 use http::{HeaderMap, Request, Response};
 use hyper::body::Incoming;
 use ipnet::IpNet;
-use rand::RngCore;
 
 use crate::audit::{AuditLog, Record};
 use crate::authenticate::jwt::JwtVerifier;
@@ -234,12 +233,12 @@ impl Gateway {
         record
     }
 
-    /// Answers one request. Never fails: every problem becomes a response with a reason.
     /// The upstream connection slot for a new client connection (see `forward::pool`).
     pub fn pin(&self) -> crate::forward::Pinned {
         self.forwarder.pin()
     }
 
+    /// Answers one request. Never fails: every problem becomes a response with a reason.
     pub async fn handle(
         &self,
         req: Request<Incoming>,
@@ -604,13 +603,23 @@ fn request_id(headers: &HeaderMap, peer_trusted: bool) -> String {
             }
         }
     }
+    // 128 bits of SipHash over a process-wide counter under keys drawn at start
+    // (`RandomState`): unique, unpredictable to clients and revealing nothing about how many
+    // requests came before, for a fraction of a CSPRNG draw on the request path.
+    use std::hash::BuildHasher;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static KEYS: OnceLock<std::collections::hash_map::RandomState> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let keys = KEYS.get_or_init(std::collections::hash_map::RandomState::new);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut bytes = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut bytes);
     let mut s = String::with_capacity(32);
-    for b in bytes {
-        s.push(char::from(HEX[usize::from(b >> 4)]));
-        s.push(char::from(HEX[usize::from(b & 0x0f)]));
+    for half in [keys.hash_one((n, 0u8)), keys.hash_one((n, 1u8))] {
+        for b in half.to_be_bytes() {
+            s.push(char::from(HEX[usize::from(b >> 4)]));
+            s.push(char::from(HEX[usize::from(b & 0x0f)]));
+        }
     }
     s
 }
@@ -647,5 +656,21 @@ mod tests {
         assert_eq!(request_id(&h, false).len(), 32);
         h.insert("x-request-id", HeaderValue::from_static("a b"));
         assert_ne!(request_id(&h, true), "a b");
+        // Generated ids: 32 lower-case hex digits, no two alike, and no visible count
+        // (consecutive ids share no prefix beyond chance).
+        let ids: Vec<String> = (0..10_000).map(|_| request_id(&h, false)).collect();
+        assert!(ids
+            .iter()
+            .all(|id| id.len() == 32 && id.bytes().all(|b| b"0123456789abcdef".contains(&b))));
+        let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+        let shared_prefix = ids
+            .windows(2)
+            .filter(|w| w[0].get(..8) == w[1].get(..8))
+            .count();
+        assert!(
+            shared_prefix < 5,
+            "{shared_prefix} neighbours share 8 hex digits"
+        );
     }
 }

@@ -10,7 +10,7 @@
 
 use authgate_proto::{problem, render_challenges, Challenge, Problem};
 use http::header::{
-    HeaderValue, ACCEPT, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, RETRY_AFTER, VARY,
+    HeaderName, HeaderValue, ACCEPT, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, RETRY_AFTER, VARY,
     WWW_AUTHENTICATE,
 };
 use http::{HeaderMap, Response};
@@ -34,6 +34,8 @@ pub const PROBLEM_TYPE_BASE: &str = "urn:authgate:reason:";
 
 /// Builds the answer for a denial. `challenges` are the route's (ignored unless the status is
 /// 401); `request_id` goes into the body so a user can quote it to an admin.
+const X_CONTENT_TYPE_OPTIONS: HeaderName = HeaderName::from_static("x-content-type-options");
+
 pub fn deny(
     reason: &Reason,
     challenges: Option<&HeaderValue>,
@@ -72,13 +74,12 @@ pub fn deny(
     let mut response = Response::new(full(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
+    // Room for these fields and X-Request-Id, so the map is allocated once.
+    headers.reserve(8);
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(VARY, HeaderValue::from_static("Accept"));
-    headers.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     if reason.challenges() {
         if let Some(v) = challenges {
             headers.insert(WWW_AUTHENTICATE, v.clone());

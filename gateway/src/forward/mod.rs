@@ -89,6 +89,8 @@ impl Forwarder {
         req: Request<Incoming>,
     ) -> Result<Response<Body>, Reason> {
         let (mut parts, body) = req.into_parts();
+        // An HTTP/1 client connection has one request in flight at a time (see `pool`).
+        let exclusive = parts.version < Version::HTTP_2;
         // The backend receives exactly the normalised path the decision was made on, in
         // origin form (RFC 9112 §3.2.1); Host is set by `prepare_request`.
         parts.uri = Uri::try_from(target.path_and_query())
@@ -105,7 +107,7 @@ impl Forwarder {
         let request = Request::from_parts(parts, body);
         let response = match tokio::time::timeout(
             self.upstream_timeout,
-            pinned.send(&upstream.authority, request),
+            pinned.send(&upstream.authority, request, exclusive),
         )
         .await
         {

@@ -12,8 +12,10 @@
 //! The rules:
 //! - A request takes its client connection's pinned upstream connection if it is for the
 //!   same upstream; otherwise the newest idle one from the shared pool; otherwise it opens a
-//!   new one (`upstream_connect_timeout`). Requests of one HTTP/2 client connection that run
-//!   at the same time each get their own.
+//!   new one (`upstream_connect_timeout`). An HTTP/1 client connection sends one request at a
+//!   time, so its request waits for the pinned connection to finish reading the previous
+//!   response; a request of an HTTP/2 client connection takes the pinned connection only if
+//!   it is free at once, so concurrent streams never queue behind another stream's body.
 //! - After the response head arrives the connection goes back to the pin (or, if the pin is
 //!   taken, to the shared pool); the next request waits until the body has been read.
 //! - The shared pool keeps at most [`MAX_IDLE`] connections per upstream, each for at most
@@ -157,13 +159,16 @@ pub struct Pinned {
 
 impl Pinned {
     /// Sends `req` (origin-form URI, Host set) to `authority` and returns the response head;
-    /// the body streams from the upstream connection.
+    /// the body streams from the upstream connection. `exclusive`: the client connection
+    /// sends one request at a time (HTTP/1), so its pinned connection is this request's to
+    /// wait for.
     pub async fn send(
         &self,
         authority: &Authority,
         req: Request<Body>,
+        exclusive: bool,
     ) -> Result<Response<Incoming>, SendError> {
-        let reused = self.take(authority);
+        let reused = self.take(authority, exclusive);
         let (sender, req) = match reused {
             Some(mut sender) => match sender.ready().await {
                 Ok(()) => match sender.try_send_request(req).await {
@@ -189,11 +194,19 @@ impl Pinned {
         Ok(res)
     }
 
-    fn take(&self, authority: &Authority) -> Option<SendRequest<Body>> {
+    fn take(&self, authority: &Authority, exclusive: bool) -> Option<SendRequest<Body>> {
         let pinned = {
             let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
             match slot.take() {
-                Some((a, s)) if &a == authority && !s.is_closed() => Some(s),
+                Some((a, s)) if &a == authority && !s.is_closed() => {
+                    if exclusive || s.is_ready() {
+                        Some(s)
+                    } else {
+                        // Still reading another stream's response: leave it pinned.
+                        *slot = Some((a, s));
+                        None
+                    }
+                }
                 Some((a, s)) => {
                     drop(slot);
                     self.pool.put_idle(a, s);

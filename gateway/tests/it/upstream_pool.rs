@@ -18,6 +18,9 @@ enum After {
     /// Close it a moment later, while the gateway holds it as idle (it never said
     /// `Connection: close`).
     CloseWhenIdle,
+    /// For targets starting `/slow-body`: send the head and the first byte of the body,
+    /// then the second byte after this long; other targets are answered at once.
+    SlowBody(Duration),
 }
 
 /// A hand-rolled HTTP/1.1 upstream that counts connections and requests, and the most
@@ -91,13 +94,28 @@ fn serve(
             .windows(4)
             .position(|w| w == b"\r\n\r\n")
             .map_or(0, |p| p + 4);
-        buf.drain(..end);
+        let head: Vec<u8> = buf.drain(..end).collect();
         requests.fetch_add(1, Ordering::SeqCst);
         let now = active.fetch_add(1, Ordering::SeqCst) + 1;
         max_active.fetch_max(now, Ordering::SeqCst);
         std::thread::sleep(delay);
         active.fetch_sub(1, Ordering::SeqCst);
-        if stream
+        let slow = match after {
+            After::SlowBody(pause) if target_starts_with(&head, b"/slow-body") => Some(pause),
+            _ => None,
+        };
+        if let Some(pause) = slow {
+            if stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\no")
+                .is_err()
+            {
+                return;
+            }
+            std::thread::sleep(pause);
+            if stream.write_all(b"k").is_err() {
+                return;
+            }
+        } else if stream
             .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
             .is_err()
         {
@@ -108,6 +126,13 @@ fn serve(
             return;
         }
     }
+}
+
+/// Whether the request line's target starts with `prefix` (`GET /slow-body/1 HTTP/1.1`).
+fn target_starts_with(head: &[u8], prefix: &[u8]) -> bool {
+    head.split(|&b| b == b' ')
+        .nth(1)
+        .is_some_and(|target| target.starts_with(prefix))
 }
 
 fn start(upstream: &RawUpstream) -> kit::Gateway {
@@ -199,4 +224,38 @@ fn concurrent_requests_of_one_http2_connection_are_not_serialised() {
          (connections: {})",
         up.connections()
     );
+}
+
+#[test]
+fn an_http2_stream_does_not_wait_for_another_streams_body() {
+    // The first stream's body takes 5 s to finish; a second stream on the same client
+    // connection must not queue behind it on the pinned upstream connection.
+    let up = RawUpstream::start(After::SlowBody(Duration::from_secs(5)), Duration::ZERO);
+    let gw = start(&up);
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("client");
+    kit::rt().block_on(async {
+        let slow = client
+            .get(gw.url("/slow-body/a"))
+            .send()
+            .await
+            .expect("slow head");
+        assert_eq!(slow.status(), 200);
+        let slow_body = tokio::spawn(async move { slow.text().await });
+        let resp = client
+            .get(gw.url("/quick/b"))
+            .send()
+            .await
+            .expect("second stream");
+        let (status, _, body) = kit::read(resp).await;
+        assert_eq!((status, body.as_str()), (200, "ok"));
+        assert!(
+            !slow_body.is_finished(),
+            "the second stream finished only after the first stream's body: it waited for it"
+        );
+        slow_body.abort();
+    });
+    assert_eq!(up.connections(), 2);
 }

@@ -18,7 +18,8 @@ use crate::config::AuditTarget;
 
 #[derive(Debug, Serialize)]
 pub struct Record {
-    /// Filled in by the writer from `at`, so requests don't pay for formatting.
+    /// Formatted from `at` off the request path: by the audit writer (which writes one shared
+    /// string per millisecond in its place) and by the dashboard when it shows a record.
     pub time: String,
     #[serde(skip)]
     pub at: SystemTime,
@@ -85,8 +86,14 @@ impl Record {
     /// below holds the two to the same bytes), without serde's per-field machinery: the
     /// writer thread shares the gateway's CPU.
     pub fn write_json(&self, out: &mut String) {
+        self.write_json_at(&self.time, out);
+    }
+
+    /// [`Record::write_json`] with `time` in place of `self.time`: the writer thread formats
+    /// the time once per millisecond and shares it between records.
+    fn write_json_at(&self, time: &str, out: &mut String) {
         out.push_str("{\"time\":");
-        push_json_str(out, &self.time);
+        push_json_str(out, time);
         out.push_str(",\"request_id\":");
         push_json_str(out, &self.request_id);
         out.push_str(",\"client\":\"");
@@ -284,7 +291,7 @@ fn writer(shared: &Shared, out: Box<dyn Write + Send>) {
         if let Ok(mut queue) = shared.queue.lock() {
             std::mem::swap(&mut *queue, &mut batch);
         }
-        for mut record in batch.drain(..) {
+        for record in batch.drain(..) {
             // Records of the same millisecond share one formatted time.
             let ms = record
                 .at
@@ -293,9 +300,8 @@ fn writer(shared: &Shared, out: Box<dyn Write + Send>) {
             if ms != last.0 || last.1.is_empty() {
                 last = (ms, format_time(record.at));
             }
-            record.time.clone_from(&last.1);
             line.clear();
-            record.write_json(&mut line);
+            record.write_json_at(&last.1, &mut line);
             line.push('\n');
             let _ = out.write_all(line.as_bytes());
         }

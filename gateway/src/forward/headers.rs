@@ -194,8 +194,9 @@ pub fn prepare_request(headers: &mut HeaderMap, f: &Forwarding<'_>) {
     }
 
     // The upstream gets HTTP/1.1 and so needs Host, also when the client spoke HTTP/2.
-    if let Ok(v) = HeaderValue::from_str(f.authority) {
-        headers.insert(HOST, v);
+    let authority = HeaderValue::from_str(f.authority).ok();
+    if let Some(v) = &authority {
+        headers.insert(HOST, v.clone());
     }
     let mut xff = prior_xff;
     if !xff.is_empty() {
@@ -209,7 +210,7 @@ pub fn prepare_request(headers: &mut HeaderMap, f: &Forwarding<'_>) {
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     }
     if !f.peer_trusted || !headers.contains_key(&X_FORWARDED_HOST) {
-        if let Ok(v) = HeaderValue::from_str(f.authority) {
+        if let Some(v) = authority {
             headers.insert(X_FORWARDED_HOST, v);
         }
     }
@@ -233,18 +234,16 @@ pub fn prepare_request(headers: &mut HeaderMap, f: &Forwarding<'_>) {
 /// response's own (few) field names rather than probing for each hop-by-hop name, so a
 /// typical response costs no allocation here.
 pub fn prepare_response(headers: &mut HeaderMap) {
-    let named: Vec<String> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|n| n.trim().to_ascii_lowercase())
-        .collect();
-    let doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| HOP_BY_HOP.contains(&k.as_str()) || named.iter().any(|n| n == k.as_str()))
-        .cloned()
-        .collect();
+    let doomed: Vec<HeaderName> = {
+        let connection = headers.get_all(CONNECTION);
+        headers
+            .keys()
+            .filter(|k| {
+                HOP_BY_HOP.contains(&k.as_str()) || named_in_connection(&connection, k.as_str())
+            })
+            .cloned()
+            .collect()
+    };
     for name in doomed {
         headers.remove(name);
     }

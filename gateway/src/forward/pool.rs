@@ -67,6 +67,13 @@ struct Idle {
     since: Instant,
 }
 
+impl Idle {
+    /// Still open upstream and not idle for too long.
+    fn usable(&self, now: Instant) -> bool {
+        !self.sender.is_closed() && now.duration_since(self.since) < IDLE_TIMEOUT
+    }
+}
+
 /// The shared pool and how to open new connections.
 pub struct Pool {
     idle: Mutex<Vec<Idle>>,
@@ -95,7 +102,7 @@ impl Pool {
         // Newest first: the connection most likely still open upstream.
         while let Some(pos) = idle.iter().rposition(|i| &i.authority == authority) {
             let entry = idle.remove(pos);
-            if !entry.sender.is_closed() && now.duration_since(entry.since) < IDLE_TIMEOUT {
+            if entry.usable(now) {
                 return Some(entry.sender);
             }
         }
@@ -108,7 +115,7 @@ impl Pool {
         }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        idle.retain(|i| !i.sender.is_closed() && now.duration_since(i.since) < IDLE_TIMEOUT);
+        idle.retain(|i| i.usable(now));
         if idle.iter().filter(|i| i.authority == authority).count() >= MAX_IDLE {
             return;
         }

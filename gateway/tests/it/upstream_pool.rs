@@ -135,6 +135,13 @@ fn target_starts_with(head: &[u8], prefix: &[u8]) -> bool {
         .is_some_and(|target| target.starts_with(prefix))
 }
 
+/// GET through the gateway; (status, body).
+async fn get(client: &reqwest::Client, url: String) -> (u16, String) {
+    let resp = client.get(url).send().await.expect("request");
+    let (status, _, body) = kit::read(resp).await;
+    (status, body)
+}
+
 fn start(upstream: &RawUpstream) -> kit::Gateway {
     kit::Gateway::start(
         &format!(
@@ -152,12 +159,7 @@ fn one_client_connection_keeps_one_upstream_connection() {
     let client = kit::client();
     kit::rt().block_on(async {
         for i in 0..20 {
-            let resp = client
-                .get(gw.url(&format!("/n/{i}")))
-                .send()
-                .await
-                .expect("request");
-            let (status, _, body) = kit::read(resp).await;
+            let (status, body) = get(&client, gw.url(&format!("/n/{i}"))).await;
             assert_eq!((status, body.as_str()), (200, "ok"), "request {i}");
         }
     });
@@ -176,12 +178,7 @@ fn an_upstream_closing_idle_connections_costs_no_failed_request() {
     let client = kit::client();
     kit::rt().block_on(async {
         for i in 0..5 {
-            let resp = client
-                .get(gw.url(&format!("/again/{i}")))
-                .send()
-                .await
-                .expect("request");
-            let (status, _, body) = kit::read(resp).await;
+            let (status, body) = get(&client, gw.url(&format!("/again/{i}"))).await;
             assert_eq!(
                 (status, body.as_str()),
                 (200, "ok"),
@@ -244,12 +241,7 @@ fn an_http2_stream_does_not_wait_for_another_streams_body() {
             .expect("slow head");
         assert_eq!(slow.status(), 200);
         let slow_body = tokio::spawn(async move { slow.text().await });
-        let resp = client
-            .get(gw.url("/quick/b"))
-            .send()
-            .await
-            .expect("second stream");
-        let (status, _, body) = kit::read(resp).await;
+        let (status, body) = get(&client, gw.url("/quick/b")).await;
         assert_eq!((status, body.as_str()), (200, "ok"));
         assert!(
             !slow_body.is_finished(),

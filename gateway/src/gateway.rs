@@ -211,7 +211,7 @@ impl Gateway {
     pub async fn dry_run(&self, req: &Request<()>, client: IpAddr) -> Record {
         let mut record = Record {
             client_ip: client,
-            method: req.method().to_string(),
+            method: req.method().as_str().to_owned(),
             path: req.uri().path().to_string(),
             ..Record::default()
         };
@@ -222,7 +222,7 @@ impl Gateway {
                 return record;
             }
         };
-        record.path = target.path.clone();
+        record.path.clone_from(&target.path);
         match self.admit(&target, req.headers(), false, &mut record).await {
             Ok(_) => {
                 record.outcome = "allow";
@@ -257,7 +257,7 @@ impl Gateway {
         let mut record = Record {
             client_ip,
             peer: Some(peer),
-            method: req.method().to_string(),
+            method: req.method().as_str().to_owned(),
             path: req.uri().path().to_string(),
             request_id: request_id.clone(),
             ..Record::default()
@@ -315,7 +315,7 @@ impl Gateway {
             Ok(t) => t,
             Err(reason) => return self.deny(reason, None, request_id, req.headers(), record),
         };
-        record.path = target.path.clone();
+        record.path.clone_from(&target.path);
 
         // Route, authenticate, authorize.
         let secure = self.secure(req.headers(), peer_trusted);
@@ -458,12 +458,12 @@ impl Gateway {
             Ok(o) => o,
             Err(reason) => return deny(self, reason, None, record),
         };
-        record.method = original.method().to_string();
+        record.method = original.method().as_str().to_owned();
         let target = match normalize(&original, self.config.server.max_header_bytes) {
             Ok(t) => t,
             Err(reason) => return deny(self, reason, None, record),
         };
-        record.path = target.path.clone();
+        record.path.clone_from(&target.path);
         // The question comes from a trusted proxy: its X-Forwarded-Proto is the client's.
         let secure = self.secure(req.headers(), true);
         match self

@@ -465,7 +465,7 @@ pub fn raw(addr: SocketAddr, request: &[u8]) -> RawResponse {
 }
 
 /// Length of a complete response in `buf`, if it is complete and has Content-Length.
-fn complete(buf: &[u8]) -> Option<usize> {
+pub fn complete(buf: &[u8]) -> Option<usize> {
     let text = String::from_utf8_lossy(buf);
     let end = text.find("\r\n\r\n")? + 4;
     let len: usize = text[..end].lines().find_map(|l| {

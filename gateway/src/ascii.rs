@@ -1,4 +1,5 @@
-//! Formatting of addresses for the request path and the audit log, without `core::fmt`:
+//! Formatting of bytes in hex, numbers and addresses for the request path and the audit
+//! log, without `core::fmt`:
 //! `Ipv4Addr`'s `Display` goes through the formatting machinery and a padding pass, and a
 //! request formats its client's address up to three times (X-Forwarded-For, the audit
 //! line's `client` and `peer`).
@@ -18,6 +19,13 @@ fn digits(buf: &mut [u8], end: usize, n: u16) -> usize {
             return i;
         }
     }
+}
+
+/// Appends `b` as two lower-case hex digits.
+pub fn push_hex(out: &mut String, b: u8) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(char::from(HEX[usize::from(b >> 4)]));
+    out.push(char::from(HEX[usize::from(b & 0x0f)]));
 }
 
 /// Appends `n` in decimal.

@@ -148,7 +148,6 @@ impl Record {
 
 /// A JSON string (RFC 8259 §7) with serde_json's escapes: `"`, `\\` and control characters.
 fn push_json_str(out: &mut String, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     out.reserve(s.len() + 2);
     out.push('"');
     let bytes = s.as_bytes();
@@ -168,8 +167,7 @@ fn push_json_str(out: &mut String, s: &str) {
         out.push_str(&s[start..i]);
         if escape.is_empty() {
             out.push_str("\\u00");
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0x0f)]));
+            crate::ascii::push_hex(out, b);
         } else {
             out.push_str(escape);
         }

@@ -613,12 +613,10 @@ fn request_id(headers: &HeaderMap, peer_trusted: bool) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let keys = KEYS.get_or_init(std::collections::hash_map::RandomState::new);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(32);
     for half in [keys.hash_one((n, 0u8)), keys.hash_one((n, 1u8))] {
         for b in half.to_be_bytes() {
-            s.push(char::from(HEX[usize::from(b >> 4)]));
-            s.push(char::from(HEX[usize::from(b & 0x0f)]));
+            crate::ascii::push_hex(&mut s, b);
         }
     }
     s

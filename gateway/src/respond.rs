@@ -32,10 +32,10 @@ pub fn challenge_header(challenges: &[Challenge]) -> Option<HeaderValue> {
 /// so nothing suggests it can be fetched; the README documents every code.
 pub const PROBLEM_TYPE_BASE: &str = "urn:authgate:reason:";
 
-/// Builds the answer for a denial. `challenges` are the route's (ignored unless the status is
-/// 401); `request_id` goes into the body so a user can quote it to an admin.
 const X_CONTENT_TYPE_OPTIONS: HeaderName = HeaderName::from_static("x-content-type-options");
 
+/// Builds the answer for a denial. `challenges` are the route's (ignored unless the status is
+/// 401); `request_id` goes into the body so a user can quote it to an admin.
 pub fn deny(
     reason: &Reason,
     challenges: Option<&HeaderValue>,

@@ -416,6 +416,11 @@ pub struct RawResponse {
 /// Content-Length). Bounded by a 10 s timeout.
 pub fn raw(addr: SocketAddr, request: &[u8]) -> RawResponse {
     let mut s = TcpStream::connect(addr).expect("connect");
+    raw_on(&mut s, request)
+}
+
+/// [`raw`] on a connection the caller keeps, for several requests in a row on it.
+pub fn raw_on(s: &mut TcpStream, request: &[u8]) -> RawResponse {
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
     s.write_all(request).expect("write");
@@ -465,7 +470,7 @@ pub fn raw(addr: SocketAddr, request: &[u8]) -> RawResponse {
 }
 
 /// Length of a complete response in `buf`, if it is complete and has Content-Length.
-pub fn complete(buf: &[u8]) -> Option<usize> {
+fn complete(buf: &[u8]) -> Option<usize> {
     let text = String::from_utf8_lossy(buf);
     let end = text.find("\r\n\r\n")? + 4;
     let len: usize = text[..end].lines().find_map(|l| {

@@ -142,6 +142,15 @@ async fn get(client: &reqwest::Client, url: String) -> (u16, String) {
     (status, body)
 }
 
+/// A client that speaks HTTP/2 without TLS (h2c, prior knowledge): one connection, many
+/// streams.
+fn h2_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("client")
+}
+
 fn start(upstream: &RawUpstream) -> kit::Gateway {
     kit::Gateway::start(
         &format!(
@@ -161,28 +170,13 @@ fn one_client_connection_keeps_one_upstream_connection() {
     // its pool, which a busy machine makes happen (this test once saw 2 upstream
     // connections for that reason).
     let mut client = TcpStream::connect(gw.addr).expect("connect");
-    client
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let mut buf = Vec::new();
     for i in 0..20 {
-        write!(client, "GET /n/{i} HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
-        let mut chunk = [0u8; 4096];
-        let len = loop {
-            if let Some(len) = kit::complete(&buf) {
-                break len;
-            }
-            match client.read(&mut chunk) {
-                Ok(0) => panic!("request {i}: the gateway closed the connection"),
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                Err(e) => panic!("request {i}: {e}"),
-            }
-        };
-        let response: Vec<u8> = buf.drain(..len).collect();
-        let text = String::from_utf8_lossy(&response);
-        assert!(
-            text.starts_with("HTTP/1.1 200 ") && text.ends_with("\r\n\r\nok"),
-            "request {i}: {text}"
+        let request = format!("GET /n/{i} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        let r = kit::raw_on(&mut client, request.as_bytes());
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (200, "ok"),
+            "request {i}: {r:?}"
         );
     }
     assert_eq!(up.requests(), 20);
@@ -223,10 +217,7 @@ fn an_upstream_closing_idle_connections_costs_no_failed_request() {
 fn concurrent_requests_of_one_http2_connection_are_not_serialised() {
     let up = RawUpstream::start(After::KeepAlive, Duration::from_millis(400));
     let gw = start(&up);
-    let client = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .build()
-        .expect("client");
+    let client = h2_client();
     kit::rt().block_on(async {
         let sends = (0..4).map(|i| client.get(gw.url(&format!("/h2/{i}"))).send());
         for resp in futures_util::future::join_all(sends).await {
@@ -251,10 +242,7 @@ fn an_http2_stream_does_not_wait_for_another_streams_body() {
     // connection must not queue behind it on the pinned upstream connection.
     let up = RawUpstream::start(After::SlowBody(Duration::from_secs(5)), Duration::ZERO);
     let gw = start(&up);
-    let client = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .build()
-        .expect("client");
+    let client = h2_client();
     kit::rt().block_on(async {
         let slow = client
             .get(gw.url("/slow-body/a"))

@@ -133,14 +133,24 @@ pub struct Forwarding<'a> {
     pub pass_authorization: bool,
 }
 
-/// Whether the comma-separated `Connection` values name `name` (RFC 9110 §7.6.1), without
-/// allocating: field names are compared case-insensitively.
-fn named_in_connection(connection: &http::header::GetAll<'_, HeaderValue>, name: &str) -> bool {
-    connection
+/// The field names a message's `Connection` fields list (RFC 9110 §7.6.1), split once per
+/// message, leaving out the hop-by-hop names, which go anyway. Clients and upstreams mostly
+/// send just `keep-alive` or `close`, so the list is mostly empty and allocates nothing.
+fn connection_names(headers: &HeaderMap) -> Vec<&str> {
+    headers
+        .get_all(CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|token| token.trim().eq_ignore_ascii_case(name))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && !HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(t)))
+        .collect()
+}
+
+/// Whether `listed` (from [`connection_names`]) names `name`; field names are
+/// case-insensitive.
+fn named_in(listed: &[&str], name: &str) -> bool {
+    listed.iter().any(|t| t.eq_ignore_ascii_case(name))
 }
 
 /// Whether a request field called `name` (canonical form) must not reach the upstream.
@@ -162,11 +172,10 @@ pub fn prepare_request(headers: &mut HeaderMap, f: &Forwarding<'_>) {
     // Connection to have it removed.
     let mut remove: Vec<HeaderName> = Vec::new();
     {
-        let connection = headers.get_all(CONNECTION);
-        let has_connection = connection.iter().next().is_some();
+        let listed = connection_names(headers);
         for name in headers.keys() {
             let n = canonical(name.as_str());
-            if doomed(&n, f) || (has_connection && named_in_connection(&connection, &n)) {
+            if doomed(&n, f) || named_in(&listed, &n) {
                 remove.push(name.clone());
             }
         }
@@ -235,12 +244,10 @@ pub fn prepare_request(headers: &mut HeaderMap, f: &Forwarding<'_>) {
 /// typical response costs no allocation here.
 pub fn prepare_response(headers: &mut HeaderMap) {
     let doomed: Vec<HeaderName> = {
-        let connection = headers.get_all(CONNECTION);
+        let listed = connection_names(headers);
         headers
             .keys()
-            .filter(|k| {
-                HOP_BY_HOP.contains(&k.as_str()) || named_in_connection(&connection, k.as_str())
-            })
+            .filter(|k| HOP_BY_HOP.contains(&k.as_str()) || named_in(&listed, k.as_str()))
             .cloned()
             .collect()
     };

@@ -109,3 +109,68 @@ fn basic_verification_cache_hit(bencher: divan::Bencher) {
             .unwrap()
     });
 }
+
+/// A typical browser-less client request (curl, wrk, an SDK), keep-alive, with credentials.
+fn client_request_headers() -> http::HeaderMap {
+    let mut h = http::HeaderMap::new();
+    for (k, v) in [
+        ("host", "app.example"),
+        ("user-agent", "curl/7.88.1"),
+        ("accept", "*/*"),
+        ("accept-encoding", "gzip"),
+        ("authorization", "Basic YWxpY2U6d29uZGVyIGxhbmQ="),
+        ("connection", "keep-alive"),
+    ] {
+        h.append(k, http::HeaderValue::from_static(v));
+    }
+    h
+}
+
+#[divan::bench]
+fn prepare_forwarded_request_headers(bencher: divan::Bencher) {
+    use authgate::forward::headers::{prepare_request, Forwarding, IdentityNames};
+    let loaded = config::load_str(
+        Path::new("bench.toml"),
+        "[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:9000\"\nauth = \"none\"\n",
+    );
+    let cfg = loaded.config.expect("valid config");
+    let names = IdentityNames::new(&cfg.server.identity_headers);
+    let identity = authgate::authenticate::Identity {
+        user: "alice".into(),
+        method: authgate::config::Scheme::Basic,
+        groups: Arc::from(vec!["staff".to_owned()]),
+        scopes: None,
+    };
+    let f = Forwarding {
+        identity: Some(&identity),
+        names: &names,
+        peer: [127, 0, 0, 1].into(),
+        peer_trusted: false,
+        authority: "127.0.0.1:9000",
+        request_id: "0123456789abcdef",
+        pass_authorization: false,
+    };
+    bencher
+        .with_inputs(client_request_headers)
+        .bench_local_refs(|h| prepare_request(h, divan::black_box(&f)));
+}
+
+#[divan::bench]
+fn prepare_upstream_response_headers(bencher: divan::Bencher) {
+    let response = || {
+        let mut h = http::HeaderMap::new();
+        for (k, v) in [
+            ("server", "nginx"),
+            ("date", "Sat, 28 Nov 2026 16:00:00 GMT"),
+            ("content-type", "text/plain"),
+            ("content-length", "3"),
+            ("connection", "keep-alive"),
+        ] {
+            h.append(k, http::HeaderValue::from_static(v));
+        }
+        h
+    };
+    bencher
+        .with_inputs(response)
+        .bench_local_refs(authgate::forward::headers::prepare_response);
+}

@@ -13,7 +13,7 @@
 //! minus this program's are what authgate's own work costs.
 //!
 //! Configured as in `authgate serve` (accept.rs, forward/pool.rs, main.rs): the same
-//! allocator (mimalloc), the single-threaded runtime when one CPU is available, hyper-util's
+//! allocator (mimalloc), the same runtime (`authgate::serve::runtime`), hyper-util's
 //! HTTP/1.1 + h2c server with the header read timeout (the slowloris defence) and hyper's
 //! HTTP/1.1 client on one upstream connection per client connection.
 //!
@@ -53,15 +53,7 @@ fn main() {
         eprintln!("hyper_floor: the addresses must be IP:PORT");
         std::process::exit(2);
     };
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut builder = if cpus == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(cpus);
-        b
-    };
-    let runtime = builder.enable_all().build().unwrap_or_else(|e| {
+    let runtime = authgate::serve::runtime().unwrap_or_else(|e| {
         eprintln!("hyper_floor: cannot start the runtime: {e}");
         std::process::exit(1);
     });

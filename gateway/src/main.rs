@@ -148,19 +148,7 @@ fn serve(path: PathBuf) -> ExitCode {
     let Some(config) = loaded.config else {
         return ExitCode::from(2);
     };
-    // One worker thread per CPU this process may run on. With a single CPU (a container
-    // limit, or `taskset`), a single-threaded runtime avoids the cross-thread wake-ups of the
-    // work-stealing scheduler (measured: ~25% more proxied requests per second on one core).
-    // Password hashing runs on the blocking pool either way.
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut builder = if cpus == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(cpus);
-        b
-    };
-    let runtime = match builder.enable_all().build() {
+    let runtime = match authgate::serve::runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");

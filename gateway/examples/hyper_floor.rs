@@ -13,9 +13,10 @@
 //! minus this program's are what authgate's own work costs.
 //!
 //! Configured as in `authgate serve` (accept.rs, forward/pool.rs, main.rs): the same
-//! allocator (mimalloc), the same runtime (`authgate::serve::runtime`), hyper-util's
-//! HTTP/1.1 + h2c server with the header read timeout (the slowloris defence) and hyper's
-//! HTTP/1.1 client on one upstream connection per client connection.
+//! allocator (mimalloc), the same runtime (`authgate::serve::runtime`), the same connection
+//! settings (`authgate::accept::http_builder`: HTTP/1.1 + h2c, the header read timeout, the
+//! header size limits) and hyper's HTTP/1.1 client on one upstream connection per client
+//! connection.
 //!
 //! Not a gateway: it authenticates nobody. Never put it in front of anything.
 
@@ -31,8 +32,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self as client, SendRequest};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 
 #[global_allocator]
@@ -65,12 +65,8 @@ fn main() {
 
 async fn serve(listen: SocketAddr, upstream: SocketAddr) -> std::io::Result<()> {
     let listener = TcpListener::bind(listen).await?;
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10));
-    builder.http2().timer(TokioTimer::new());
+    // authgate's connection settings with its default header_timeout and max_header_bytes.
+    let builder = authgate::accept::http_builder(Duration::from_secs(10), 16 * 1024);
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(a) => a,

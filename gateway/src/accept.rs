@@ -16,6 +16,32 @@ use tokio::sync::Semaphore;
 use crate::config::Server;
 use crate::gateway::Gateway;
 
+/// The HTTP/1.1 + h2c (prior knowledge) connection settings of `serve`, from the server's
+/// `header_timeout` and `max_header_bytes`. Public for the hyper floor of the benchmarks
+/// (`gateway/examples/hyper_floor.rs`), which must run hyper exactly as authgate does.
+pub fn http_builder(
+    header_timeout: Duration,
+    max_header_bytes: usize,
+) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        // Slowloris: the whole header section must arrive within this time.
+        .header_read_timeout(header_timeout)
+        // Above this hyper answers 431 itself; below it, `normalize` answers 431 with a
+        // reason once the headers exceed `max_header_bytes`.
+        .max_buf_size((max_header_bytes * 2).max(16 * 1024));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(max_header_bytes * 2).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    builder
+}
+
 /// Serves until `shutdown` completes, then stops accepting and gives open connections
 /// `server.shutdown_timeout` to finish their requests (in-flight requests complete; idle
 /// keep-alive connections are closed at once).
@@ -25,23 +51,7 @@ pub async fn serve(
     server: &Server,
     shutdown: impl Future<Output = ()>,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        // Slowloris: the whole header section must arrive within this time.
-        .header_read_timeout(server.header_timeout)
-        // Above this hyper answers 431 itself; below it, `normalize` answers 431 with a
-        // reason once the headers exceed `max_header_bytes`.
-        .max_buf_size((server.max_header_bytes * 2).max(16 * 1024));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(server.max_header_bytes * 2).unwrap_or(u32::MAX))
-        .max_concurrent_streams(256)
-        .keep_alive_interval(Some(Duration::from_secs(30)))
-        .keep_alive_timeout(Duration::from_secs(20));
-
+    let builder = http_builder(server.header_timeout, server.max_header_bytes);
     let limit = Arc::new(Semaphore::new(server.max_connections));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);

@@ -53,19 +53,67 @@ pub fn decode_basic(token68: &str) -> Result<BasicCredentials, BasicError> {
     let bytes = STANDARD
         .decode(token68)
         .map_err(|_| BasicError::NotBase64)?;
-    let user_pass = String::from_utf8(bytes).map_err(|_| BasicError::NotUtf8)?;
+    let mut user_pass = String::from_utf8(bytes).map_err(|_| BasicError::NotUtf8)?;
     let (user_id, password) = user_pass.split_once(':').ok_or(BasicError::NoColon)?;
-    // char::is_control is Unicode Cc: exactly C0, DEL and C1.
-    if user_id.chars().any(char::is_control) {
+    let colon = user_id.len();
+    if has_control(user_id) {
         return Err(BasicError::ControlCharacterInUserId);
     }
-    if password.chars().any(char::is_control) {
+    if has_control(password) {
         return Err(BasicError::ControlCharacterInPassword);
     }
+    let password = Secret::new(password);
+    // The decoded buffer becomes the user-id, with the password's copy in it zeroed.
+    let mut user_id = std::mem::take(&mut user_pass).into_bytes();
+    if let Some(copy) = user_id.get_mut(colon..) {
+        copy.fill(0);
+    }
+    user_id.truncate(colon);
     Ok(BasicCredentials {
-        user_id: user_id.to_owned(),
-        password: Secret::new(password),
+        // The bytes before the ':' of valid UTF-8 are valid UTF-8.
+        user_id: String::from_utf8(user_id).map_err(|_| BasicError::NotUtf8)?,
+        password,
     })
+}
+
+/// Whether `s` has a control character, Unicode's Cc (exactly what `char::is_control` says):
+/// C0, DEL, or C1, which UTF-8 spells as 0xC2 followed by 0x80..=0x9F. Read as bytes, since
+/// this runs on every Basic request.
+fn has_control(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.iter().enumerate().any(|(i, &c)| {
+        c < 0x20
+            || c == 0x7f
+            || (c == 0xc2 && b.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n)))
+    })
+}
+
+/// The token68 of an `Authorization` value of the plain form `Basic <token68>`: the scheme
+/// in any case, one space, and a token68 (RFC 9110 §11.2, §11.4) up to the end. None for
+/// anything else (other schemes, auth-params, extra whitespace), which the general parser
+/// [`crate::parse_credentials`] reads instead; for every value this accepts, that parser
+/// gives the same scheme and token68 (a test holds them to it). The gateway reads Basic
+/// credentials on every request, and this is a single pass without allocating.
+#[must_use]
+pub fn basic_token68(value: &[u8]) -> Option<&str> {
+    let (scheme, token68) = value.split_at_checked(6)?;
+    if !scheme.eq_ignore_ascii_case(b"Basic ") {
+        return None;
+    }
+    // token68 = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+    let body = token68
+        .iter()
+        .position(|&b| !is_token68_char(b))
+        .unwrap_or(token68.len());
+    let (chars, padding) = token68.split_at(body);
+    let valid = !chars.is_empty() && padding.iter().all(|&b| b == b'=');
+    // All ASCII, so this cannot fail.
+    valid.then(|| std::str::from_utf8(token68).ok()).flatten()
+}
+
+/// Whether `b` is a character of a token68 before its padding.
+fn is_token68_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
 }
 
 /// Encodes `user_id:password` as the Basic token68 (UTF-8, padded standard base64).
@@ -110,6 +158,66 @@ impl TryFrom<&Credentials> for BasicCredentials {
 mod tests {
     use super::*;
     use crate::credentials::parse_credentials;
+
+    #[test]
+    fn the_plain_form_reads_as_the_general_parser_reads_it() {
+        let values: &[&[u8]] = &[
+            b"Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==",
+            b"basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==",
+            b"BASIC a",
+            b"Basic a-._~+/b",
+            b"Basic abc=",
+            b"Basic abc===",
+            b"Basic abc=def",
+            b"Basic =",
+            b"Basic ",
+            b"Basic",
+            b"Basic  abc",
+            b"Basic\tabc",
+            b" Basic abc",
+            b"Basic abc ",
+            b"Basic abc,",
+            b"Basic realm=x",
+            b"Basic a b",
+            b"Basic a\xc3\xa9",
+            b"Basicx abc",
+            b"Bearer abc",
+            b"Digest abc",
+        ];
+        for v in values {
+            let general = parse_credentials(v)
+                .ok()
+                .filter(|c| c.is_scheme("Basic") && c.params.is_empty())
+                .and_then(|c| c.token68);
+            // A value the fast path leaves alone goes to the parser in the gateway.
+            if let Some(t) = basic_token68(v) {
+                assert_eq!(Some(t), general.as_deref(), "{v:?}");
+            }
+        }
+        assert_eq!(
+            basic_token68(b"Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="),
+            Some("QWxhZGRpbjpvcGVuIHNlc2FtZQ==")
+        );
+        assert_eq!(basic_token68(b"basic abc="), Some("abc="));
+        for refused in [
+            &b"Basic abc=def"[..],
+            b"Basic =",
+            b"Basic ",
+            b"Basic  abc",
+            b"Bearer abc",
+        ] {
+            assert_eq!(basic_token68(refused), None, "{refused:?}");
+        }
+    }
+
+    #[test]
+    fn control_characters_are_unicode_cc() {
+        for c in (0u32..0x800).filter_map(char::from_u32) {
+            let s = format!("a{c}b");
+            assert_eq!(has_control(&s), c.is_control(), "U+{:04X}", c as u32);
+        }
+        assert!(!has_control("\u{0100}\u{00a0}"));
+    }
 
     #[test]
     fn rfc_7617_example() {

@@ -2,8 +2,10 @@
 //!
 //! A password hash costs tens of milliseconds by design, so verifying one per request would
 //! make a gateway serve a few dozen requests per second (nginx `auth_basic` does exactly
-//! that). authgate remembers verification results in a bounded cache keyed by
-//! HMAC-SHA-256(process key, user, password, hash fingerprint):
+//! that). authgate remembers verification results for `cache_ttl` (on authgate's clock) in a
+//! cache bounded to `cache_capacity` entries (`quick_cache`, whose lookup is a shard's read
+//! lock and one probe: the lookup is on every request) and keyed by HMAC-SHA-256(process
+//! key, user, password, hash fingerprint):
 //! - the plaintext password is never stored, and the key is random per process, so the cache
 //!   is useless to anyone reading memory dumps offline;
 //! - the hash fingerprint is part of the key, so changing a user's password (a reload of the
@@ -42,7 +44,8 @@ pub struct BasicAuth {
     /// HMAC-SHA-256 keyed once with a random per-process key; cloned per request so the
     /// key-block compressions are not redone every time.
     mac: Hmac<Sha256>,
-    cache: moka::future::Cache<Key, bool, PrehashedKey>,
+    cache: quick_cache::sync::Cache<Key, Verified, quick_cache::UnitWeighter, PrehashedKey>,
+    cache_ttl: std::time::Duration,
     hashing: Arc<HashPool>,
     metrics: Arc<Metrics>,
     lockout: Arc<Lockout>,
@@ -68,10 +71,14 @@ impl BasicAuth {
             clock,
             password_max_age: config.password_max_age,
             mac,
-            cache: moka::future::Cache::builder()
-                .max_capacity(server.cache_capacity)
-                .time_to_live(server.cache_ttl)
-                .build_with_hasher(PrehashedKey),
+            cache: quick_cache::sync::Cache::with(
+                usize::try_from(server.cache_capacity).unwrap_or(usize::MAX),
+                server.cache_capacity,
+                quick_cache::UnitWeighter,
+                PrehashedKey,
+                quick_cache::sync::DefaultLifecycle::default(),
+            ),
+            cache_ttl: server.cache_ttl,
             hashing: Arc::new(HashPool::new(
                 cores,
                 server.hash_queue.saturating_mul(cores),
@@ -89,6 +96,11 @@ impl BasicAuth {
             Reason::MalformedCredentials("Basic takes a token68, not parameters"),
             None,
         ))?;
+        self.authenticate_token68(token68, client).await
+    }
+
+    /// [`BasicAuth::authenticate`] for the token68 of Basic credentials.
+    pub async fn authenticate_token68(&self, token68: &str, client: IpAddr) -> super::Checked {
         let basic = decode_basic(token68)
             .map_err(|e| (Reason::MalformedCredentials(basic_fault(e)), None))?;
         self.verify(basic.user_id, basic.password, client).await
@@ -127,35 +139,50 @@ impl BasicAuth {
             &fingerprint,
         );
         let started = std::time::Instant::now();
+        let now = self.clock.now();
         let mut fresh = false;
-        let verified = match self.cache.get(&key).await {
-            Some(v) => {
+        let verified = match self.cache.get(&key) {
+            Some(v) if v.until > now => {
                 self.metrics.cache_hit();
-                v
+                v.ok
             }
-            None => {
-                fresh = true;
-                self.metrics.cache_miss();
-                let password = basic.password;
-                let hashing = Arc::clone(&self.hashing);
-                let metrics = Arc::clone(&self.metrics);
-                // try_get_with: a Busy pool is not an answer, so nothing is cached for it.
-                let computed = self
-                    .cache
-                    .try_get_with(key, async move {
-                        hashing
+            expired => {
+                if expired.is_some() {
+                    self.cache.remove(&key);
+                }
+                // Concurrent identical verifications wait for the first one's result.
+                match self.cache.get_value_or_guard_async(&key).await {
+                    Ok(v) => {
+                        self.metrics.cache_hit();
+                        v.ok
+                    }
+                    Err(guard) => {
+                        fresh = true;
+                        self.metrics.cache_miss();
+                        let password = basic.password;
+                        let metrics = Arc::clone(&self.metrics);
+                        let computed = self
+                            .hashing
                             .run(move || {
                                 metrics.password_hash();
                                 hash.verify(password.expose().as_bytes())
                             })
-                            .await
-                    })
-                    .await;
-                match computed {
-                    Ok(v) => v,
-                    Err(_) => {
-                        self.metrics.hashing_busy();
-                        return Err((Reason::HashingBusy, Some(basic.user_id)));
+                            .await;
+                        match computed {
+                            Ok(ok) => {
+                                let until = self.clock.now() + self.cache_ttl;
+                                // Refused only if the entry was removed meanwhile; the
+                                // answer stands either way.
+                                let _ = guard.insert(Verified { ok, until });
+                                ok
+                            }
+                            // A Busy pool is not an answer, so nothing is cached for it; the
+                            // guard's drop lets a waiting request try in turn.
+                            Err(_) => {
+                                self.metrics.hashing_busy();
+                                return Err((Reason::HashingBusy, Some(basic.user_id)));
+                            }
+                        }
                     }
                 }
             }
@@ -193,10 +220,19 @@ impl BasicAuth {
         mac.finalize().into_bytes().into()
     }
 
-    /// How many results are cached now (for metrics and tests).
+    /// How many results are cached now (for metrics and tests), expired ones included until
+    /// they are looked up again or pushed out.
     pub fn cached(&self) -> u64 {
-        self.cache.entry_count()
+        self.cache.len() as u64
     }
+}
+
+/// A cached verification: whether the password was right, and until when (on authgate's
+/// clock) the answer may be used.
+#[derive(Clone, Copy)]
+struct Verified {
+    ok: bool,
+    until: std::time::Duration,
 }
 
 /// A short audit/detail text for a Basic decoding error (never containing the credentials).

@@ -1,7 +1,8 @@
 //! The hashing budget: when the pool's queue is full, unverified attempts get 503 with
-//! Retry-After, while requests that hit the verification cache are unaffected.
+//! Retry-After, while requests that hit the verification cache are unaffected; and the cache
+//! keeps a result for `cache_ttl` on authgate's clock, then verifies again.
 
-use crate::kit::{self, Gateway, Upstream};
+use crate::kit::{self, metric, Gateway, Upstream};
 
 /// status, Retry-After, body
 type Answer = (u16, Option<String>, String);
@@ -93,4 +94,43 @@ fn a_saturated_hash_pool_refuses_new_attempts_but_not_cached_users() {
         .find_map(|l| l.strip_prefix("authgate_hashing_busy_total ")?.parse().ok())
         .expect("authgate_hashing_busy_total");
     assert_eq!(busy_metric, busy.len() as f64);
+}
+
+#[test]
+fn a_verification_is_reused_for_cache_ttl_on_the_clock_then_made_again() {
+    let upstream = Upstream::start();
+    let config = kit::basic_config(
+        &upstream,
+        "[server]\nlisten = \"127.0.0.1:0\"\ncache_ttl = \"60s\"\n[admin]\nlisten = \"127.0.0.1:0\"",
+    );
+    let gw = Gateway::start(
+        &config,
+        &[
+            (
+                "users.htpasswd",
+                &kit::htpasswd(&["-B", "-C", "4"], "alice", "right"),
+            ),
+            ("clock", "0"),
+        ],
+    );
+    let status = || kit::get(&gw.url("/"), Some(("alice", "right")), &[]).0;
+    let hashes = || metric(&gw, "authgate_password_hashes_total");
+    assert_eq!(status(), 200);
+    assert_eq!(status(), 200);
+    assert_eq!(hashes(), 1.0, "the second request used the cache");
+    gw.set_clock(59);
+    assert_eq!(status(), 200);
+    assert_eq!(hashes(), 1.0, "still within cache_ttl");
+    gw.set_clock(61);
+    assert_eq!(status(), 200);
+    assert_eq!(
+        hashes(),
+        2.0,
+        "past cache_ttl the password is verified again"
+    );
+    assert_eq!(status(), 200);
+    assert_eq!(hashes(), 2.0, "and the new result is cached");
+    // A wrong password after the right one was cached is still refused.
+    assert_eq!(kit::get(&gw.url("/"), Some(("alice", "wrong")), &[]).0, 401);
+    assert_eq!(upstream.count(), 5);
 }

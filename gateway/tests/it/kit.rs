@@ -535,6 +535,15 @@ pub fn get(
 }
 
 /// Standard config: one protected upstream route at `/` plus `extra` TOML appended.
+/// The value of an unlabelled metric, from the admin listener's `/metrics`.
+pub fn metric(gw: &Gateway, name: &str) -> f64 {
+    let admin = gw.admin.expect("admin listener");
+    let (_, _, text) = get(&format!("http://{admin}/metrics"), None, &[]);
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
 pub fn basic_config(upstream: &Upstream, extra: &str) -> String {
     format!(
         "[users]\nhtpasswd = \"{{dir}}/users.htpasswd\"\n\n{extra}\n\n[[route]]\npath = \"/\"\nupstream = \"{}\"\nrealm = \"Test\"\nauth = [\"basic\"]\n",

@@ -1,15 +1,7 @@
 //! Brute-force protection against the real binary: bans engage without any hashing, expire on
 //! the test clock, and a flood from other addresses does not lock a real user out.
 
-use crate::kit::{self, Gateway, Upstream};
-
-fn metric(gw: &Gateway, name: &str) -> f64 {
-    let admin = gw.admin.expect("admin listener");
-    let (_, _, text) = kit::get(&format!("http://{admin}/metrics"), None, &[]);
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
-}
+use crate::kit::{self, metric, Gateway, Upstream};
 
 fn start(upstream: &Upstream, lockout: &str) -> Gateway {
     let config = kit::basic_config(

@@ -145,13 +145,14 @@ fn prepare_forwarded_request_headers(bencher: divan::Bencher) {
         groups: Arc::from(vec!["staff".to_owned()]),
         scopes: None,
     };
+    let request_id = http::HeaderValue::from_static("0123456789abcdef");
     let f = Forwarding {
         identity: Some(&identity),
         names: &names,
         peer: [127, 0, 0, 1].into(),
         peer_trusted: false,
         authority: "127.0.0.1:9000",
-        request_id: "0123456789abcdef",
+        request_id: Some(&request_id),
         pass_authorization: false,
     };
     bencher

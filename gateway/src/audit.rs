@@ -38,7 +38,8 @@ pub struct Record {
     pub peer: Option<std::net::SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub route: Option<String>,
-    pub method: String,
+    #[serde(serialize_with = "display")]
+    pub method: http::Method,
     pub path: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
@@ -67,7 +68,7 @@ impl Default for Record {
             client_ip: std::net::IpAddr::from([0, 0, 0, 0]),
             peer: None,
             route: None,
-            method: String::new(),
+            method: http::Method::GET,
             path: String::new(),
             user: None,
             scheme: None,
@@ -109,7 +110,7 @@ impl Record {
             push_json_str(out, route);
         }
         out.push_str(",\"method\":");
-        push_json_str(out, &self.method);
+        push_json_str(out, self.method.as_str());
         out.push_str(",\"path\":");
         push_json_str(out, &self.path);
         if let Some(user) = &self.user {
@@ -387,7 +388,7 @@ mod tests {
                 client_ip: "127.0.0.1".parse().expect("ip"),
                 peer: Some("127.0.0.1:57918".parse().expect("addr")),
                 route: Some("/".into()),
-                method: "GET".into(),
+                method: http::Method::GET,
                 path: "/".into(),
                 user: Some("bench".into()),
                 scheme: Some("basic"),
@@ -402,7 +403,8 @@ mod tests {
                 client_ip: "2001:db8::1".parse().expect("ip"),
                 peer: Some("[fe80::1%2]:443".parse().expect("addr")),
                 route: Some(strange.into()),
-                method: strange.into(),
+                // A method is a token (RFC 9110 §9.1): nothing in it to escape.
+                method: http::Method::from_bytes(b"M-SEARCH").expect("method"),
                 path: strange.into(),
                 user: Some(strange.into()),
                 scheme: Some("session"),

@@ -189,12 +189,7 @@ impl Gateway {
             max_body: None,
             scopes: Vec::new(),
         };
-        let presented = Presented {
-            headers,
-            query: None,
-            client,
-            secure: false,
-        };
+        let presented = Presented::new(headers, None, client, false);
         match self.authenticators.authenticate(&route, &presented).await {
             Outcome::Authenticated(id) => match authorize(&route, &id) {
                 Decision::Allow => Ok(id.user),
@@ -211,7 +206,7 @@ impl Gateway {
     pub async fn dry_run(&self, req: &Request<()>, client: IpAddr) -> Record {
         let mut record = Record {
             client_ip: client,
-            method: req.method().as_str().to_owned(),
+            method: req.method().clone(),
             path: req.uri().path().to_string(),
             ..Record::default()
         };
@@ -257,19 +252,28 @@ impl Gateway {
         let mut record = Record {
             client_ip,
             peer: Some(peer),
-            method: req.method().as_str().to_owned(),
-            path: req.uri().path().to_string(),
-            request_id: request_id.clone(),
+            method: req.method().clone(),
             ..Record::default()
         };
+        // The id's characters are checked (or chosen) by `request_id`, so this cannot fail;
+        // the one value is shared by the upstream's request and the client's response.
+        let id_header = HeaderValue::from_str(&request_id).ok();
 
         let mut response = self
-            .decide(req, peer, pinned, peer_trusted, &request_id, &mut record)
+            .decide(
+                req,
+                peer,
+                pinned,
+                peer_trusted,
+                (&request_id, id_header.as_ref()),
+                &mut record,
+            )
             .await;
 
-        if let Ok(v) = HeaderValue::from_str(&request_id) {
+        if let Some(v) = id_header {
             response.headers_mut().insert(headers::X_REQUEST_ID, v);
         }
+        record.request_id = request_id;
         record.status = response.status().as_u16();
         record.latency_ms = started.elapsed().as_secs_f64() * 1000.0;
         self.metrics.decision(record.route_index, record.reason);
@@ -284,11 +288,12 @@ impl Gateway {
         peer: SocketAddr,
         pinned: &crate::forward::Pinned,
         peer_trusted: bool,
-        request_id: &str,
+        (request_id, id_header): (&str, Option<&HeaderValue>),
         record: &mut Record,
     ) -> Response<Body> {
         if let Some(fa) = &self.config.forward_auth {
             if req.uri().path() == fa.path {
+                record.path = fa.path.clone();
                 return self
                     .forward_auth(&req, peer_trusted, request_id, record)
                     .await;
@@ -298,6 +303,7 @@ impl Gateway {
         if let Some(signin) = &self.signin {
             let path = req.uri().path();
             if path == crate::signin::SIGNIN_PATH || path == crate::signin::SIGNOUT_PATH {
+                record.path = path.to_owned();
                 return signin
                     .handle(
                         req,
@@ -313,7 +319,11 @@ impl Gateway {
         // Normalize: one reading of host and path, refused if servers could disagree on it.
         let target = match normalize(&req, self.config.server.max_header_bytes) {
             Ok(t) => t,
-            Err(reason) => return self.deny(reason, None, request_id, req.headers(), record),
+            Err(reason) => {
+                // The audit log has the path as the client sent it.
+                record.path = req.uri().path().to_owned();
+                return self.deny(reason, None, request_id, req.headers(), record);
+            }
         };
         record.path.clone_from(&target.path);
 
@@ -354,7 +364,7 @@ impl Gateway {
                 peer: peer.ip(),
                 peer_trusted,
                 authority: &target.authority,
-                request_id,
+                request_id: id_header,
                 pass_authorization: route.pass_authorization,
             },
         );
@@ -363,10 +373,7 @@ impl Gateway {
             headers::strip_cookies(req.headers_mut(), |name| sessions.is_session_cookie(name));
         }
         // The request moves into the backend; keep what the answer to a backend failure needs.
-        let mut accept = HeaderMap::new();
-        if let Some(v) = req.headers().get(ACCEPT) {
-            accept.insert(ACCEPT, v.clone());
-        }
+        let accept = req.headers().get(ACCEPT).cloned();
         match self.forwarder.forward(pinned, route, &target, req).await {
             Ok(mut response) => {
                 record.outcome = "allow";
@@ -381,7 +388,13 @@ impl Gateway {
                 }
                 response
             }
-            Err(reason) => self.deny(reason, Some(route), request_id, &accept, record),
+            Err(reason) => {
+                let mut headers = HeaderMap::new();
+                if let Some(v) = accept {
+                    headers.insert(ACCEPT, v);
+                }
+                self.deny(reason, Some(route), request_id, &headers, record)
+            }
         }
     }
 
@@ -403,13 +416,8 @@ impl Gateway {
         record.route_index = Some(route.index);
 
         // Authenticate: the Authorization header becomes an identity, or a reason.
-        let presented = Presented {
-            headers,
-            query: target.query.as_deref(),
-            client: record.client_ip,
-            secure,
-        };
-        record.token = presented_token_id(headers);
+        let presented = Presented::new(headers, target.query.as_deref(), record.client_ip, secure);
+        record.token = presented.authorization.and_then(presented_token_id);
         let identity = match self.authenticators.authenticate(route, &presented).await {
             Outcome::Anonymous => None,
             Outcome::Authenticated(id) => {
@@ -458,7 +466,7 @@ impl Gateway {
             Ok(o) => o,
             Err(reason) => return deny(self, reason, None, record),
         };
-        record.method = original.method().as_str().to_owned();
+        record.method = original.method().clone();
         let target = match normalize(&original, self.config.server.max_header_bytes) {
             Ok(t) => t,
             Err(reason) => return deny(self, reason, None, record),
@@ -534,12 +542,13 @@ impl Gateway {
 
 /// The id of a well-formed authgate API token in `Authorization: Bearer` (the public part
 /// before the secret), for the audit log. Anything else is not logged: it may be a secret.
-fn presented_token_id(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
+fn presented_token_id(authorization: &HeaderValue) -> Option<String> {
+    let value = authorization.as_bytes();
+    // Only `Bearer ` can carry one; every other value is left without reading it further.
+    if !value.get(..7)?.eq_ignore_ascii_case(b"bearer ") {
         return None;
     }
+    let token = std::str::from_utf8(value.get(7..)?).ok()?;
     authenticate::token::split(token.trim()).map(|(id, _)| id.to_owned())
 }
 

@@ -85,7 +85,7 @@ impl Insights {
             client: String::new(),
             at: r.at,
             client_ip: r.client_ip,
-            method: r.method.clone(),
+            method: r.method.as_str().to_owned(),
             path: r.path.clone(),
             route: r.route.clone(),
             user: r.user.clone(),

@@ -6,7 +6,7 @@
 //! about is refused with 400 instead of guessed.
 
 use http::header::{AUTHORIZATION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
-use http::{HeaderMap, Request, Version};
+use http::{HeaderMap, HeaderValue, Request, Version};
 
 use crate::reason::Reason;
 
@@ -34,22 +34,18 @@ impl Target {
 
 /// Checks the request's framing and headers and normalises its target.
 pub fn normalize<B>(req: &Request<B>, max_header_bytes: usize) -> Result<Target, Reason> {
-    let headers = req.headers();
+    let fields = Fields::read(req.headers());
     // RFC 6585 §5: 431 when the header section is too large. hyper's own buffer limit is set
     // higher than this, so this answer (with a reason) is the one clients see.
-    let size: usize = headers
-        .iter()
-        .map(|(n, v)| n.as_str().len() + v.len() + 4)
-        .sum();
-    if size > max_header_bytes {
+    if fields.size > max_header_bytes {
         return Err(Reason::HeadersTooLarge);
     }
-    check_framing(headers)?;
+    check_framing(&fields)?;
     // RFC 9110 §5.3 / §11.6.2: Authorization is a single value, not a list.
-    if headers.get_all(AUTHORIZATION).iter().count() > 1 {
+    if fields.authorization > 1 {
         return Err(Reason::DuplicateAuthorization);
     }
-    let authority = authority(req)?;
+    let authority = authority(req, &fields)?;
     let host = host_of(&authority).ok_or(Reason::InvalidHost)?;
     let path = normalize_path(req.uri().path()).map_err(Reason::AmbiguousPath)?;
     Ok(Target {
@@ -60,19 +56,59 @@ pub fn normalize<B>(req: &Request<B>, max_header_bytes: usize) -> Result<Target,
     })
 }
 
+/// What `normalize` needs from the header section, read in one pass over it: a lookup in a
+/// `HeaderMap` hashes the name and probes, which for a handful of names costs more than
+/// walking every field once.
+struct Fields<'a> {
+    /// The header section's size, counted as on the wire (`name: value\r\n`).
+    size: usize,
+    host: Option<&'a HeaderValue>,
+    hosts: usize,
+    authorization: usize,
+    transfer_encoding: bool,
+    content_length: Option<&'a HeaderValue>,
+    /// A second Content-Length differs from the first.
+    conflicting_lengths: bool,
+}
+
+impl<'a> Fields<'a> {
+    fn read(headers: &'a HeaderMap) -> Self {
+        let mut f = Fields {
+            size: 0,
+            host: None,
+            hosts: 0,
+            authorization: 0,
+            transfer_encoding: false,
+            content_length: None,
+            conflicting_lengths: false,
+        };
+        for (name, value) in headers {
+            f.size += name.as_str().len() + value.len() + 4;
+            if name == HOST {
+                f.hosts += 1;
+                f.host.get_or_insert(value);
+            } else if name == AUTHORIZATION {
+                f.authorization += 1;
+            } else if name == TRANSFER_ENCODING {
+                f.transfer_encoding = true;
+            } else if name == CONTENT_LENGTH {
+                match f.content_length {
+                    None => f.content_length = Some(value),
+                    Some(first) => f.conflicting_lengths |= first != value,
+                }
+            }
+        }
+        f
+    }
+}
+
 /// RFC 9112 §6.1 and §6.3: a request with both Content-Length and Transfer-Encoding, or with
 /// an invalid or repeated-and-different Content-Length, is a smuggling attempt or a broken
 /// client; either way it is refused.
-fn check_framing(headers: &HeaderMap) -> Result<(), Reason> {
-    let has_te = headers.contains_key(TRANSFER_ENCODING);
-    let mut lengths = headers.get_all(CONTENT_LENGTH).iter();
-    if let Some(first) = lengths.next() {
-        if has_te {
-            return Err(Reason::ConflictingFraming);
-        }
-        let valid =
-            |v: &http::HeaderValue| !v.is_empty() && v.as_bytes().iter().all(u8::is_ascii_digit);
-        if !valid(first) || lengths.any(|v| v != first) {
+fn check_framing(fields: &Fields<'_>) -> Result<(), Reason> {
+    if let Some(first) = fields.content_length {
+        let valid = !first.is_empty() && first.as_bytes().iter().all(u8::is_ascii_digit);
+        if fields.transfer_encoding || !valid || fields.conflicting_lengths {
             return Err(Reason::ConflictingFraming);
         }
     }
@@ -81,10 +117,8 @@ fn check_framing(headers: &HeaderMap) -> Result<(), Reason> {
 
 /// RFC 9112 §3.2: HTTP/1.1 needs exactly one Host; with an absolute-form target, the target's
 /// authority wins. HTTP/2 carries `:authority`, which hyper puts in the URI.
-fn authority<B>(req: &Request<B>) -> Result<String, Reason> {
-    let mut hosts = req.headers().get_all(HOST).iter();
-    let host_header = hosts.next();
-    if hosts.next().is_some() {
+fn authority<B>(req: &Request<B>, fields: &Fields<'_>) -> Result<String, Reason> {
+    if fields.hosts > 1 {
         return Err(Reason::InvalidHost);
     }
     if let Some(a) = req.uri().authority() {
@@ -93,7 +127,7 @@ fn authority<B>(req: &Request<B>) -> Result<String, Reason> {
         }
         return Ok(a.as_str().to_string());
     }
-    match host_header {
+    match fields.host {
         Some(v) => v
             .to_str()
             .map(str::to_string)

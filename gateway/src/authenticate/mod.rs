@@ -52,11 +52,30 @@ pub enum Outcome {
 /// What a request presents: its headers and its query (for `access_token`, RFC 6750 §2.3).
 pub struct Presented<'a> {
     pub headers: &'a HeaderMap,
+    /// The `Authorization` value, looked up once by [`Presented::new`].
+    pub authorization: Option<&'a http::HeaderValue>,
     pub query: Option<&'a str>,
     pub client: std::net::IpAddr,
     /// The client uses TLS (directly or per a trusted proxy): only the `__Host-` session
     /// cookie counts.
     pub secure: bool,
+}
+
+impl<'a> Presented<'a> {
+    pub fn new(
+        headers: &'a HeaderMap,
+        query: Option<&'a str>,
+        client: std::net::IpAddr,
+        secure: bool,
+    ) -> Self {
+        Presented {
+            headers,
+            authorization: headers.get(http::header::AUTHORIZATION),
+            query,
+            client,
+            secure,
+        }
+    }
 }
 
 /// Every authenticator the configuration uses, built once at start-up.
@@ -131,7 +150,7 @@ impl Authenticators {
         if route.auth.is_empty() {
             return Outcome::Anonymous;
         }
-        let authorization = presented.headers.get(http::header::AUTHORIZATION);
+        let authorization = presented.authorization;
         let bearer_route = route.auth.contains(&Scheme::Bearer);
         // RFC 6750 §2.3 allows `access_token` in the query, and §5.3 advises against it:
         // URLs end up in logs and Referer headers. authgate refuses it, saying why.
@@ -160,15 +179,24 @@ impl Authenticators {
             }
             return Outcome::Denied(Reason::MissingCredentials, None);
         };
+        // The usual `Basic <token68>` is read without the general parser, which would give
+        // the same (see `basic_token68`).
+        if let (Some(token68), true, Some(basic)) = (
+            authgate_proto::basic_token68(value.as_bytes()),
+            route.auth.contains(&Scheme::Basic),
+            &self.basic,
+        ) {
+            let checked = basic.authenticate_token68(token68, presented.client).await;
+            return self.password_outcome(checked);
+        }
         let Ok(credentials) = parse_credentials(value.as_bytes()) else {
             return Outcome::Denied(Reason::MalformedAuthorizationHeader, None);
         };
         if credentials.is_scheme("Basic") && route.auth.contains(&Scheme::Basic) {
             return match &self.basic {
-                Some(basic) => match basic.authenticate(&credentials, presented.client).await {
-                    Ok((user, stored)) => self.identity(user, Scheme::Basic, stored, None),
-                    Err((reason, attempted)) => Outcome::Denied(reason, attempted),
-                },
+                Some(basic) => {
+                    self.password_outcome(basic.authenticate(&credentials, presented.client).await)
+                }
                 // `config::load` refuses a basic route without users, so this is unreachable
                 // in practice; answer as if the password were wrong rather than panic.
                 None => Outcome::Denied(
@@ -192,6 +220,14 @@ impl Authenticators {
             return outcome;
         }
         Outcome::Denied(Reason::UnsupportedScheme, None)
+    }
+
+    /// The outcome of a Basic password check.
+    fn password_outcome(&self, checked: Checked) -> Outcome {
+        match checked {
+            Ok((user, stored)) => self.identity(user, Scheme::Basic, stored, None),
+            Err((reason, attempted)) => Outcome::Denied(reason, attempted),
+        }
     }
 
     /// An authgate API token (`agt_…`) or a JWT from `[jwt]`.

@@ -10,67 +10,93 @@ use crate::authenticate::Identity;
 use crate::config::IdentityHeaders;
 
 /// RFC 9110 §7.6.1: hop-by-hop fields, never forwarded (plus the non-standard ones that some
-/// clients still send).
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
+/// clients still send). `name` is lower-case.
+///
+/// These lists are `match`es rather than arrays searched in turn: every field of every
+/// request is classified, and a `match` on strings compiles to a switch on the length and one
+/// comparison, where an array costs a comparison per entry.
+fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
+
+/// [`is_hop_by_hop`] for a name in any case (a token of a `Connection` value).
+fn is_hop_by_hop_ignoring_case(token: &str) -> bool {
+    // The longest hop-by-hop name has 19 bytes; a longer token is none of them.
+    let mut lower = [0u8; 19];
+    let Some(buf) = lower.get_mut(..token.len()) else {
+        return false;
+    };
+    for (l, b) in buf.iter_mut().zip(token.bytes()) {
+        *l = b.to_ascii_lowercase();
+    }
+    std::str::from_utf8(buf).is_ok_and(is_hop_by_hop)
+}
 
 /// Headers that some app or proxy somewhere reads as "the user is ...". A client must never
 /// be able to send one: authgate removes every one of them, in any case and with `_` for `-`
-/// (CGI, PHP and WSGI turn both into the same `HTTP_X_REMOTE_USER`).
-const IDENTITY: &[&str] = &[
-    "remote-user",
-    "remote-email",
-    "remote-groups",
-    "remote-name",
-    "x-remote-user",
-    "x-remote-email",
-    "x-remote-groups",
-    "x-remote-name",
-    "x-forwarded-user",
-    "x-forwarded-email",
-    "x-forwarded-groups",
-    "x-forwarded-preferred-username",
-    "x-forwarded-access-token",
-    "x-user",
-    "x-username",
-    "x-email",
-    "x-auth-user",
-    "auth-user",
-    "x-webauth-user",
-    "x-webauth-groups",
-    "x-proxy-user",
-];
+/// (CGI, PHP and WSGI turn both into the same `HTTP_X_REMOTE_USER`). `name` is canonical
+/// (see [`canonical`]). Also every name with the prefix of authgate's own identity headers
+/// or oauth2-proxy's.
+fn is_identity(name: &str) -> bool {
+    matches!(
+        name,
+        "remote-user"
+            | "remote-email"
+            | "remote-groups"
+            | "remote-name"
+            | "x-remote-user"
+            | "x-remote-email"
+            | "x-remote-groups"
+            | "x-remote-name"
+            | "x-forwarded-user"
+            | "x-forwarded-email"
+            | "x-forwarded-groups"
+            | "x-forwarded-preferred-username"
+            | "x-forwarded-access-token"
+            | "x-user"
+            | "x-username"
+            | "x-email"
+            | "x-auth-user"
+            | "auth-user"
+            | "x-webauth-user"
+            | "x-webauth-groups"
+            | "x-proxy-user"
+    ) || name.starts_with("x-authgate-")
+        || name.starts_with("x-auth-request-")
+}
 
-/// Prefixes of identity headers: authgate's own and oauth2-proxy's.
-const IDENTITY_PREFIXES: &[&str] = &["x-authgate-", "x-auth-request-"];
-
-/// Forwarding headers, believed only from `trusted_proxies`.
-const FORWARDING: &[&str] = &[
-    "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-proto",
-    "x-forwarded-port",
-    "x-forwarded-prefix",
-    "x-forwarded-server",
-    "x-real-ip",
-    "x-client-ip",
-    "true-client-ip",
-    "x-original-uri",
-    "x-original-url",
-    "x-rewrite-url",
-    "x-original-method",
-    "x-request-id",
-];
+/// Forwarding headers, believed only from `trusted_proxies`. `name` is canonical.
+fn is_forwarding(name: &str) -> bool {
+    matches!(
+        name,
+        "forwarded"
+            | "x-forwarded-for"
+            | "x-forwarded-host"
+            | "x-forwarded-proto"
+            | "x-forwarded-port"
+            | "x-forwarded-prefix"
+            | "x-forwarded-server"
+            | "x-real-ip"
+            | "x-client-ip"
+            | "true-client-ip"
+            | "x-original-uri"
+            | "x-original-url"
+            | "x-rewrite-url"
+            | "x-original-method"
+            | "x-request-id"
+    )
+}
 
 /// Lower-case, `_` -> `-`: the name as a CGI-style backend would see it. `HeaderName`s are
 /// already lower-case, so only names with `_` need a new string.
@@ -129,7 +155,8 @@ pub struct Forwarding<'a> {
     pub peer: IpAddr,
     pub peer_trusted: bool,
     pub authority: &'a str,
-    pub request_id: &'a str,
+    /// The request id, as the value of `X-Request-Id`.
+    pub request_id: Option<&'a HeaderValue>,
     pub pass_authorization: bool,
 }
 
@@ -137,14 +164,28 @@ pub struct Forwarding<'a> {
 /// message, leaving out the hop-by-hop names, which go anyway. Clients and upstreams mostly
 /// send just `keep-alive` or `close`, so the list is mostly empty and allocates nothing.
 fn connection_names(headers: &HeaderMap) -> Vec<&str> {
-    headers
-        .get_all(CONNECTION)
+    let mut names = Vec::new();
+    // A walk over the (few) fields costs less than hashing the name for a lookup.
+    for value in headers
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|t| !t.is_empty() && !HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(t)))
-        .collect()
+        .filter(|(n, _)| *n == CONNECTION)
+        .map(|(_, v)| v)
+    {
+        // The usual values name nothing but a hop-by-hop field.
+        let bytes = value.as_bytes();
+        if bytes.eq_ignore_ascii_case(b"keep-alive") || bytes.eq_ignore_ascii_case(b"close") {
+            continue;
+        }
+        let Ok(value) = value.to_str() else { continue };
+        for name in value.split(',') {
+            // OWS around list elements (RFC 9110 §5.6.1).
+            let name = name.trim_matches([' ', '\t']);
+            if !name.is_empty() && !is_hop_by_hop_ignoring_case(name) {
+                names.push(name);
+            }
+        }
+    }
+    names
 }
 
 /// Whether `listed` (from [`connection_names`]) names `name`; field names are
@@ -155,11 +196,10 @@ fn named_in(listed: &[&str], name: &str) -> bool {
 
 /// Whether a request field called `name` (canonical form) must not reach the upstream.
 fn doomed(name: &str, f: &Forwarding<'_>) -> bool {
-    HOP_BY_HOP.contains(&name)
-        || IDENTITY.contains(&name)
-        || IDENTITY_PREFIXES.iter().any(|p| name.starts_with(p))
+    is_hop_by_hop(name)
+        || is_identity(name)
         || f.names.contains(name)
-        || (!f.peer_trusted && FORWARDING.contains(&name))
+        || (!f.peer_trusted && is_forwarding(name))
         || (name == "authorization" && !f.pass_authorization)
         // The request id is always authgate's (the gateway took a trusted one over).
         || name == "x-request-id"
@@ -171,9 +211,15 @@ pub fn prepare_request(headers: &mut HeaderMap, f: &Forwarding<'_>) {
     // Decided before any header authgate sets, so a client cannot name one of ours in
     // Connection to have it removed.
     let mut remove: Vec<HeaderName> = Vec::new();
+    // The upstream gets HTTP/1.1 and so needs Host, also when the client spoke HTTP/2. An
+    // HTTP/1.1 client's Host is mostly the authority already.
+    let mut host_is_authority = false;
     {
         let listed = connection_names(headers);
-        for name in headers.keys() {
+        for (name, value) in headers.iter() {
+            if name == HOST {
+                host_is_authority = value.as_bytes() == f.authority.as_bytes();
+            }
             let n = canonical(name.as_str());
             if doomed(&n, f) || named_in(&listed, &n) {
                 remove.push(name.clone());
@@ -202,17 +248,18 @@ pub fn prepare_request(headers: &mut HeaderMap, f: &Forwarding<'_>) {
         headers.remove(name);
     }
 
-    // The upstream gets HTTP/1.1 and so needs Host, also when the client spoke HTTP/2.
     let authority = HeaderValue::from_str(f.authority).ok();
     if let Some(v) = &authority {
-        headers.insert(HOST, v.clone());
+        if !host_is_authority {
+            headers.insert(HOST, v.clone());
+        }
     }
     let mut xff = prior_xff;
     if !xff.is_empty() {
         xff.push_str(", ");
     }
     crate::ascii::push_ip(&mut xff, f.peer);
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = owned_value(xff) {
         headers.insert(X_FORWARDED_FOR, v);
     }
     if !f.peer_trusted || !headers.contains_key(&X_FORWARDED_PROTO) {
@@ -223,20 +270,33 @@ pub fn prepare_request(headers: &mut HeaderMap, f: &Forwarding<'_>) {
             headers.insert(X_FORWARDED_HOST, v);
         }
     }
-    if let Ok(v) = HeaderValue::from_str(f.request_id) {
-        headers.insert(X_REQUEST_ID, v);
+    if let Some(v) = f.request_id {
+        headers.insert(X_REQUEST_ID, v.clone());
     }
     if let Some(id) = f.identity {
         if let (Some(n), Ok(v)) = (&f.names.user, HeaderValue::from_str(&id.user)) {
             headers.insert(n.clone(), v);
         }
-        if let (Some(n), Ok(v)) = (&f.names.groups, HeaderValue::from_str(&id.groups.join(","))) {
-            headers.insert(n.clone(), v);
+        if let Some(n) = &f.names.groups {
+            let groups = match &*id.groups {
+                [] => Some(HeaderValue::from_static("")),
+                [one] => HeaderValue::from_str(one).ok(),
+                many => owned_value(many.join(",")),
+            };
+            if let Some(v) = groups {
+                headers.insert(n.clone(), v);
+            }
         }
         if let Some(n) = &f.names.method {
             headers.insert(n.clone(), HeaderValue::from_static(id.method.name()));
         }
     }
+}
+
+/// A header value that takes over `s`'s buffer instead of copying it; None if `s` is not a
+/// valid field value.
+fn owned_value(s: String) -> Option<HeaderValue> {
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(s)).ok()
 }
 
 /// Removes hop-by-hop fields from an upstream response (RFC 9110 §7.6.1). Looks at the
@@ -248,7 +308,7 @@ pub fn prepare_response(headers: &mut HeaderMap) {
         let listed = connection_names(headers);
         headers
             .keys()
-            .filter(|k| HOP_BY_HOP.contains(&k.as_str()) || named_in(&listed, k.as_str()))
+            .filter(|k| is_hop_by_hop(k.as_str()) || named_in(&listed, k.as_str()))
             .cloned()
             .collect()
     };
@@ -411,7 +471,7 @@ mod tests {
                 peer: "127.0.0.1".parse().expect("ip"),
                 peer_trusted: false,
                 authority: "app.example:8080",
-                request_id: "rid",
+                request_id: Some(&HeaderValue::from_static("rid")),
                 pass_authorization: false,
             },
         );
@@ -446,7 +506,7 @@ mod tests {
                 peer: "10.0.0.1".parse().expect("ip"),
                 peer_trusted: true,
                 authority: "a",
-                request_id: "rid",
+                request_id: Some(&HeaderValue::from_static("rid")),
                 pass_authorization: false,
             },
         );

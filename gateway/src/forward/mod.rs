@@ -93,8 +93,15 @@ impl Forwarder {
         let exclusive = parts.version < Version::HTTP_2;
         // The backend receives exactly the normalised path the decision was made on, in
         // origin form (RFC 9112 §3.2.1); Host is set by `prepare_request`.
-        parts.uri = Uri::try_from(target.path_and_query())
-            .map_err(|_| Reason::AmbiguousPath("a target that cannot be forwarded"))?;
+        // An origin-form target that normalisation left alone (the usual case) is sent as it
+        // came; the query is never changed.
+        let unchanged = parts.uri.scheme().is_none()
+            && parts.uri.authority().is_none()
+            && parts.uri.path() == target.path;
+        if !unchanged {
+            parts.uri = Uri::try_from(target.path_and_query())
+                .map_err(|_| Reason::AmbiguousPath("a target that cannot be forwarded"))?;
+        }
         parts.version = Version::HTTP_11;
         let body: Body = match route.max_body {
             // A chunked body over the limit is cut off: the upstream sees an aborted request,

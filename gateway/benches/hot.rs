@@ -146,11 +146,13 @@ fn prepare_forwarded_request_headers(bencher: divan::Bencher) {
         scopes: None,
     };
     let request_id = http::HeaderValue::from_static("0123456789abcdef");
+    let forwarded_for = http::HeaderValue::from_static("127.0.0.1");
     let f = Forwarding {
         identity: Some(&identity),
         names: &names,
         peer: [127, 0, 0, 1].into(),
         peer_trusted: false,
+        forwarded_for: Some(&forwarded_for),
         authority: "127.0.0.1:9000",
         request_id: Some(&request_id),
         pass_authorization: false,

@@ -77,12 +77,12 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let gw = Arc::clone(&gateway);
-        // This connection's upstream connection (see `forward::pool`).
-        let pinned = Arc::new(gateway.pin());
+        // What this connection's requests share: its peer and its upstream connection.
+        let conn = Arc::new(gateway.connection(peer));
         let service = service_fn(move |req| {
             let gw = Arc::clone(&gw);
-            let pinned = Arc::clone(&pinned);
-            async move { Ok::<_, Infallible>(gw.handle(req, peer, &pinned).await) }
+            let conn = Arc::clone(&conn);
+            async move { Ok::<_, Infallible>(gw.handle(req, &conn).await) }
         });
         let builder = builder.clone();
         let watcher = graceful.watcher();

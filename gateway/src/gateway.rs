@@ -74,6 +74,18 @@ impl Sources {
     }
 }
 
+/// What the requests of one client connection share, made once when it is accepted.
+pub struct Connection {
+    peer: SocketAddr,
+    /// The peer is one of `trusted_proxies`.
+    peer_trusted: bool,
+    /// The peer's address as the value of `X-Forwarded-For`, when the peer is not a trusted
+    /// proxy (whose own list is extended per request).
+    forwarded_for: Option<HeaderValue>,
+    /// The connection's upstream connection slot (see `forward::pool`).
+    pinned: crate::forward::Pinned,
+}
+
 pub struct Gateway {
     config: Config,
     router: Router,
@@ -228,20 +240,28 @@ impl Gateway {
         record
     }
 
-    /// The upstream connection slot for a new client connection (see `forward::pool`).
-    pub fn pin(&self) -> crate::forward::Pinned {
-        self.forwarder.pin()
+    /// What the requests of a new client connection from `peer` share.
+    pub fn connection(&self, peer: SocketAddr) -> Connection {
+        let peer_trusted = is_trusted(&self.config.server.trusted_proxies, peer.ip());
+        let forwarded_for = (!peer_trusted)
+            .then(|| {
+                let mut s = String::new();
+                crate::ascii::push_ip(&mut s, peer.ip());
+                HeaderValue::from_str(&s).ok()
+            })
+            .flatten();
+        Connection {
+            peer,
+            peer_trusted,
+            forwarded_for,
+            pinned: self.forwarder.pin(),
+        }
     }
 
     /// Answers one request. Never fails: every problem becomes a response with a reason.
-    pub async fn handle(
-        &self,
-        req: Request<Incoming>,
-        peer: SocketAddr,
-        pinned: &crate::forward::Pinned,
-    ) -> Response<Body> {
+    pub async fn handle(&self, req: Request<Incoming>, conn: &Connection) -> Response<Body> {
         let started = Instant::now();
-        let peer_trusted = is_trusted(&self.config.server.trusted_proxies, peer.ip());
+        let (peer, peer_trusted) = (conn.peer, conn.peer_trusted);
         let request_id = request_id(req.headers(), peer_trusted);
         let client_ip = client_address(
             req.headers(),
@@ -260,14 +280,7 @@ impl Gateway {
         let id_header = HeaderValue::from_str(&request_id).ok();
 
         let mut response = self
-            .decide(
-                req,
-                peer,
-                pinned,
-                peer_trusted,
-                (&request_id, id_header.as_ref()),
-                &mut record,
-            )
+            .decide(req, conn, (&request_id, id_header.as_ref()), &mut record)
             .await;
 
         if let Some(v) = id_header {
@@ -285,12 +298,11 @@ impl Gateway {
     async fn decide(
         &self,
         req: Request<Incoming>,
-        peer: SocketAddr,
-        pinned: &crate::forward::Pinned,
-        peer_trusted: bool,
+        conn: &Connection,
         (request_id, id_header): (&str, Option<&HeaderValue>),
         record: &mut Record,
     ) -> Response<Body> {
+        let peer_trusted = conn.peer_trusted;
         if let Some(fa) = &self.config.forward_auth {
             if req.uri().path() == fa.path {
                 record.path = fa.path.clone();
@@ -361,8 +373,9 @@ impl Gateway {
             &Forwarding {
                 identity: identity.as_ref(),
                 names: &self.identity_names,
-                peer: peer.ip(),
+                peer: conn.peer.ip(),
                 peer_trusted,
+                forwarded_for: conn.forwarded_for.as_ref(),
                 authority: &target.authority,
                 request_id: id_header,
                 pass_authorization: route.pass_authorization,
@@ -374,7 +387,11 @@ impl Gateway {
         }
         // The request moves into the backend; keep what the answer to a backend failure needs.
         let accept = req.headers().get(ACCEPT).cloned();
-        match self.forwarder.forward(pinned, route, &target, req).await {
+        match self
+            .forwarder
+            .forward(&conn.pinned, route, &target, req)
+            .await
+        {
             Ok(mut response) => {
                 record.outcome = "allow";
                 if let Some(id) = &identity {

@@ -154,6 +154,9 @@ pub struct Forwarding<'a> {
     pub names: &'a IdentityNames,
     pub peer: IpAddr,
     pub peer_trusted: bool,
+    /// `peer` as an `X-Forwarded-For` value, made once per connection; used when the peer
+    /// is not trusted (a trusted proxy's list is extended instead).
+    pub forwarded_for: Option<&'a HeaderValue>,
     pub authority: &'a str,
     /// The request id, as the value of `X-Request-Id`.
     pub request_id: Option<&'a HeaderValue>,
@@ -254,12 +257,18 @@ pub fn prepare_request(headers: &mut HeaderMap, f: &Forwarding<'_>) {
             headers.insert(HOST, v.clone());
         }
     }
-    let mut xff = prior_xff;
-    if !xff.is_empty() {
-        xff.push_str(", ");
-    }
-    crate::ascii::push_ip(&mut xff, f.peer);
-    if let Some(v) = owned_value(xff) {
+    let xff = match f.forwarded_for {
+        Some(peer) if !f.peer_trusted => Some(peer.clone()),
+        _ => {
+            let mut xff = prior_xff;
+            if !xff.is_empty() {
+                xff.push_str(", ");
+            }
+            crate::ascii::push_ip(&mut xff, f.peer);
+            owned_value(xff)
+        }
+    };
+    if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR, v);
     }
     if !f.peer_trusted || !headers.contains_key(&X_FORWARDED_PROTO) {
@@ -470,6 +479,8 @@ mod tests {
                 names: &names,
                 peer: "127.0.0.1".parse().expect("ip"),
                 peer_trusted: false,
+                // As `Gateway::connection` makes it for a peer that is not trusted.
+                forwarded_for: Some(&HeaderValue::from_static("127.0.0.1")),
                 authority: "app.example:8080",
                 request_id: Some(&HeaderValue::from_static("rid")),
                 pass_authorization: false,
@@ -505,6 +516,7 @@ mod tests {
                 names: &names,
                 peer: "10.0.0.1".parse().expect("ip"),
                 peer_trusted: true,
+                forwarded_for: None,
                 authority: "a",
                 request_id: Some(&HeaderValue::from_static("rid")),
                 pass_authorization: false,

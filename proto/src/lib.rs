@@ -44,7 +44,7 @@ mod fuzz_tests;
 
 pub use auth::AuthParam;
 pub use basic::{
-    basic_challenge, basic_credentials, basic_token68, decode_basic, encode_basic,
+    basic_challenge, basic_credentials, decode_basic, decode_plain_basic, encode_basic,
     BasicCredentials, BasicError,
 };
 pub use challenge::{parse_challenges, render_challenges, Challenge};

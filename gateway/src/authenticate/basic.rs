@@ -96,11 +96,6 @@ impl BasicAuth {
             Reason::MalformedCredentials("Basic takes a token68, not parameters"),
             None,
         ))?;
-        self.authenticate_token68(token68, client).await
-    }
-
-    /// [`BasicAuth::authenticate`] for the token68 of Basic credentials.
-    pub async fn authenticate_token68(&self, token68: &str, client: IpAddr) -> super::Checked {
         let basic = decode_basic(token68)
             .map_err(|e| (Reason::MalformedCredentials(basic_fault(e)), None))?;
         self.verify(basic.user_id, basic.password, client).await

@@ -179,15 +179,14 @@ impl Authenticators {
             }
             return Outcome::Denied(Reason::MissingCredentials, None);
         };
-        // The usual `Basic <token68>` is read without the general parser, which would give
-        // the same (see `basic_token68`).
-        if let (Some(token68), true, Some(basic)) = (
-            authgate_proto::basic_token68(value.as_bytes()),
-            route.auth.contains(&Scheme::Basic),
-            &self.basic,
-        ) {
-            let checked = basic.authenticate_token68(token68, presented.client).await;
-            return self.password_outcome(checked);
+        // The usual `Basic <base64>` is read without the general parser, which would read it
+        // the same; anything else, well-formed or not, goes to the parser, which names the
+        // fault (see `decode_plain_basic`).
+        if let (true, Some(basic)) = (route.auth.contains(&Scheme::Basic), &self.basic) {
+            if let Some(c) = authgate_proto::decode_plain_basic(value.as_bytes()) {
+                let checked = basic.verify(c.user_id, c.password, presented.client).await;
+                return self.password_outcome(checked);
+            }
         }
         let Ok(credentials) = parse_credentials(value.as_bytes()) else {
             return Outcome::Denied(Reason::MalformedAuthorizationHeader, None);

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, LOCATION};
 use http::{HeaderValue, Request, Response, Uri, Version};
-use http_body_util::{Empty, Limited};
+use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Incoming;
 use tower::ServiceExt;
 use tower_http::services::ServeDir;
@@ -106,11 +106,10 @@ impl Forwarder {
         let body: Body = match route.max_body {
             // A chunked body over the limit is cut off: the upstream sees an aborted request,
             // never a truncated one that looks complete.
-            Some(max) => Body::boxed(Limited::new(
-                body,
-                usize::try_from(max).unwrap_or(usize::MAX),
-            )),
-            None => Body::incoming(body),
+            Some(max) => {
+                Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX)).boxed_unsync()
+            }
+            None => body.map_err(Into::into).boxed_unsync(),
         };
         let request = Request::from_parts(parts, body);
         let response = match tokio::time::timeout(
@@ -131,7 +130,10 @@ impl Forwarder {
         };
         let (mut parts, body) = response.into_parts();
         headers::prepare_response(&mut parts.headers);
-        Ok(Response::from_parts(parts, Body::incoming(body)))
+        Ok(Response::from_parts(
+            parts,
+            body.map_err(Into::into).boxed_unsync(),
+        ))
     }
 
     async fn serve_static(
@@ -173,7 +175,10 @@ impl Forwarder {
                 }
             }
         }
-        Ok(Response::from_parts(parts, Body::boxed(body)))
+        Ok(Response::from_parts(
+            parts,
+            body.map_err(Into::into).boxed_unsync(),
+        ))
     }
 }
 

@@ -2,7 +2,6 @@
 //! normalize -> route -> authenticate -> authorize -> forward, with every denial answered by
 //! [`respond::deny`] and every decision written to the audit log.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
@@ -98,8 +97,8 @@ pub struct Gateway {
     clock: Clock,
     /// The sign-in and sign-out pages, when there is a store for sessions.
     signin: Option<crate::signin::SignIn>,
-    /// Each route's `WWW-Authenticate` value, rendered once.
-    challenges: HashMap<usize, HeaderValue>,
+    /// Each route's `WWW-Authenticate` value, rendered once, by route index.
+    challenges: Vec<Option<HeaderValue>>,
     /// `[server]`'s identity header names, parsed once.
     identity_names: headers::IdentityNames,
 }
@@ -130,16 +129,18 @@ impl Gateway {
             insights: Insights::default(),
             forwarder: Forwarder::new(&config),
             identity_names: headers::IdentityNames::new(&config.server.identity_headers),
-            challenges: config
-                .routes
-                .iter()
-                .filter_map(|r| {
-                    Some((
-                        r.index,
-                        respond::challenge_header(&authenticate::challenges(r, None))?,
-                    ))
-                })
-                .collect(),
+            challenges: {
+                let mut by_index = Vec::new();
+                for r in &config.routes {
+                    if by_index.len() <= r.index {
+                        by_index.resize(r.index + 1, None);
+                    }
+                    if let Some(slot) = by_index.get_mut(r.index) {
+                        *slot = respond::challenge_header(&authenticate::challenges(r, None));
+                    }
+                }
+                by_index
+            },
             audit,
             config,
         }
@@ -550,7 +551,7 @@ impl Gateway {
                 ));
                 dynamic.as_ref()
             }
-            Some(r) => self.challenges.get(&r.index),
+            Some(r) => self.challenges.get(r.index).and_then(Option::as_ref),
             None => None,
         };
         respond::deny(&reason, challenges, request_id, request_headers)

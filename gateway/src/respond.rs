@@ -149,11 +149,15 @@ fn negotiate(accept: Option<&HeaderValue>) -> Format {
     let Some(accept) = accept.and_then(|v| v.to_str().ok()) else {
         return Format::Text;
     };
+    // curl's and most libraries' value.
+    if accept == "*/*" {
+        return Format::Text;
+    }
     let mut json = 0.0f32;
     let mut html = 0.0f32;
     for item in accept.split(',') {
         let mut parts = item.split(';');
-        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let media = parts.next().unwrap_or("").trim();
         let q = parts
             .filter_map(|p| {
                 let (k, v) = p.split_once('=')?;
@@ -161,10 +165,12 @@ fn negotiate(accept: Option<&HeaderValue>) -> Format {
             })
             .next()
             .unwrap_or(1.0);
-        match media.as_str() {
-            "application/problem+json" | "application/json" | "application/*" => json = json.max(q),
-            "text/html" | "application/xhtml+xml" => html = html.max(q),
-            _ => {}
+        // Media types are case-insensitive (RFC 9110 §8.3.1).
+        let is = |m: &str| media.eq_ignore_ascii_case(m);
+        if is("application/problem+json") || is("application/json") || is("application/*") {
+            json = json.max(q);
+        } else if is("text/html") || is("application/xhtml+xml") {
+            html = html.max(q);
         }
     }
     if json > 0.0 && json >= html {
@@ -232,6 +238,9 @@ mod tests {
         assert_eq!(fmt("text/html;q=0.5, application/json"), Format::Problem);
         assert_eq!(fmt("text/html, application/json;q=0.5"), Format::Html);
         assert_eq!(fmt("application/json;q=0"), Format::Text);
+        // Media types are case-insensitive (RFC 9110 §8.3.1).
+        assert_eq!(fmt("Application/JSON"), Format::Problem);
+        assert_eq!(fmt("TEXT/HTML;Q=0.9, */*"), Format::Html);
     }
 
     #[test]

@@ -281,7 +281,7 @@ impl Gateway {
         let id_header = HeaderValue::from_str(&request_id).ok();
 
         let mut response = self
-            .decide(req, conn, (&request_id, id_header.as_ref()), &mut record)
+            .decide(req, conn, &request_id, id_header.as_ref(), &mut record)
             .await;
 
         if let Some(v) = id_header {
@@ -300,7 +300,8 @@ impl Gateway {
         &self,
         req: Request<Incoming>,
         conn: &Connection,
-        (request_id, id_header): (&str, Option<&HeaderValue>),
+        request_id: &str,
+        id_header: Option<&HeaderValue>,
         record: &mut Record,
     ) -> Response<Body> {
         let peer_trusted = conn.peer_trusted;
@@ -534,8 +535,8 @@ impl Gateway {
         // value is built per answer; every other denial uses the route's pre-rendered one.
         let presented_token = request_headers
             .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.as_bytes().get(..7))
-            .is_some_and(|s| s.eq_ignore_ascii_case(b"bearer "));
+            .and_then(bearer_credentials)
+            .is_some();
         let bearer_error = if presented_token {
             reason.bearer_error_for_token()
         } else {
@@ -561,13 +562,19 @@ impl Gateway {
 /// The id of a well-formed authgate API token in `Authorization: Bearer` (the public part
 /// before the secret), for the audit log. Anything else is not logged: it may be a secret.
 fn presented_token_id(authorization: &HeaderValue) -> Option<String> {
-    let value = authorization.as_bytes();
-    // Only `Bearer ` can carry one; every other value is left without reading it further.
-    if !value.get(..7)?.eq_ignore_ascii_case(b"bearer ") {
-        return None;
-    }
-    let token = std::str::from_utf8(value.get(7..)?).ok()?;
+    let token = std::str::from_utf8(bearer_credentials(authorization)?).ok()?;
     authenticate::token::split(token.trim()).map(|(id, _)| id.to_owned())
+}
+
+/// What follows `Bearer ` (the scheme in any case) in an `Authorization` value; None for
+/// every other scheme, without reading the value further.
+fn bearer_credentials(authorization: &HeaderValue) -> Option<&[u8]> {
+    let value = authorization.as_bytes();
+    value
+        .get(..7)?
+        .eq_ignore_ascii_case(b"bearer ")
+        .then(|| value.get(7..))
+        .flatten()
 }
 
 fn dry_deny(record: &mut Record, reason: &Reason) {

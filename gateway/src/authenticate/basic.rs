@@ -37,6 +37,17 @@ use crate::users::{check_account, Directory};
 
 type Key = [u8; 32];
 
+/// A claim on a missing cache entry: concurrent lookups of the key wait until it is filled
+/// or dropped.
+type Placeholder<'a> = quick_cache::sync::PlaceholderGuard<
+    'a,
+    Key,
+    Verified,
+    quick_cache::UnitWeighter,
+    PrehashedKey,
+    quick_cache::sync::DefaultLifecycle<Key, Verified>,
+>;
+
 pub struct BasicAuth {
     users: Arc<Directory>,
     clock: Clock,
@@ -154,30 +165,12 @@ impl BasicAuth {
                     Err(guard) => {
                         fresh = true;
                         self.metrics.cache_miss();
-                        let password = basic.password;
-                        let metrics = Arc::clone(&self.metrics);
-                        let computed = self
-                            .hashing
-                            .run(move || {
-                                metrics.password_hash();
-                                hash.verify(password.expose().as_bytes())
-                            })
-                            .await;
-                        match computed {
-                            Ok(ok) => {
-                                let until = self.clock.now() + self.cache_ttl;
-                                // Refused only if the entry was removed meanwhile; the
-                                // answer stands either way.
-                                let _ = guard.insert(Verified { ok, until });
-                                ok
-                            }
-                            // A Busy pool is not an answer, so nothing is cached for it; the
-                            // guard's drop lets a waiting request try in turn.
-                            Err(_) => {
-                                self.metrics.hashing_busy();
-                                return Err((Reason::HashingBusy, Some(basic.user_id)));
-                            }
-                        }
+                        let Some(ok) = self.hash_and_cache(guard, hash, basic.password).await
+                        else {
+                            self.metrics.hashing_busy();
+                            return Err((Reason::HashingBusy, Some(basic.user_id)));
+                        };
+                        ok
                     }
                 }
             }
@@ -203,6 +196,30 @@ impl BasicAuth {
             }
             Err((Reason::InvalidCredentials(fault), Some(basic.user_id)))
         }
+    }
+
+    /// Verifies `password` against `hash` on the hashing pool and caches the answer under
+    /// `guard`'s key. None if the pool is busy: that is not an answer, so nothing is cached,
+    /// and dropping the guard lets a waiting request try in turn.
+    async fn hash_and_cache(
+        &self,
+        guard: Placeholder<'_>,
+        hash: Arc<crate::users::hash::PasswordHash>,
+        password: authgate_proto::Secret,
+    ) -> Option<bool> {
+        let metrics = Arc::clone(&self.metrics);
+        let ok = self
+            .hashing
+            .run(move || {
+                metrics.password_hash();
+                hash.verify(password.expose().as_bytes())
+            })
+            .await
+            .ok()?;
+        let until = self.clock.now() + self.cache_ttl;
+        // Refused only if the entry was removed meanwhile; the answer stands either way.
+        let _ = guard.insert(Verified { ok, until });
+        Some(ok)
     }
 
     fn cache_key(&self, user: &str, password: &[u8], fingerprint: &[u8; 32]) -> Key {

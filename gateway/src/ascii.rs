@@ -36,6 +36,24 @@ pub fn push_u16(out: &mut String, n: u16) {
     out.push_str(std::str::from_utf8(&buf[start..]).unwrap_or_default());
 }
 
+/// Appends `n` in decimal.
+pub fn push_u64(out: &mut String, n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        // `n % 10` is below 10, so the byte is an ASCII digit.
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
+}
+
 /// Appends `ip` as `Display` would write it (dotted quad; RFC 5952 text for IPv6).
 pub fn push_ip(out: &mut String, ip: IpAddr) {
     match ip {

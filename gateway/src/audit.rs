@@ -5,7 +5,8 @@
 //! `peer` (the TCP peer), `route`, `method`, `path`, `user` (when known, also for wrong
 //! passwords), `scheme`, `token` (the id of an authgate API token, never its secret), `outcome` (`allow` or `deny`), `status`, `reason`, `detail` (what
 //! the client is not told, e.g. `unknown_user`), `latency_ms`. Never a password, a token or
-//! an `Authorization` value.
+//! an `Authorization` value. `latency_ms` is a JSON number of milliseconds to the microsecond
+//! (`0.412`, `83.333`, `5.0`).
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -55,7 +56,9 @@ pub struct Record {
     pub reason: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<&'static str>,
-    pub latency_ms: f64,
+    /// From the request's arrival to its answer; written as `latency_ms`, to the microsecond.
+    #[serde(rename = "latency_ms", serialize_with = "millis")]
+    pub latency: Duration,
 }
 
 impl Default for Record {
@@ -77,7 +80,7 @@ impl Default for Record {
             status: 0,
             reason: None,
             detail: None,
-            latency_ms: 0.0,
+            latency: Duration::ZERO,
         }
     }
 }
@@ -138,11 +141,7 @@ impl Record {
             push_plain(out, detail);
         }
         out.push_str(",\"latency_ms\":");
-        if self.latency_ms.is_finite() {
-            out.push_str(ryu::Buffer::new().format_finite(self.latency_ms));
-        } else {
-            out.push_str("null");
-        }
+        push_millis(out, micros(self.latency));
         out.push('}');
     }
 }
@@ -211,6 +210,42 @@ fn next_escape(bytes: &[u8], from: usize) -> Option<usize> {
         i += 8;
     }
     bytes[i..].iter().position(|&b| needs(b)).map(|p| i + p)
+}
+
+/// Whole microseconds of `d` (saturating; no request takes 584,000 years).
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Appends `micros` as a JSON number of milliseconds with up to three decimals, the way
+/// `serde_json` writes `micros as f64 / 1000.0` (`0.001`, `83.333`, `5.0`; the test below
+/// holds the two to the same bytes below 10^12 ms): integer arithmetic, not a float
+/// formatter, on the writer thread that shares the gateway's CPU.
+fn push_millis(out: &mut String, micros: u64) {
+    crate::ascii::push_u64(out, micros / 1000);
+    out.push('.');
+    let frac = micros % 1000;
+    if frac == 0 {
+        out.push('0');
+        return;
+    }
+    // Three digits, trailing zeros dropped: 120 -> "12", 5 -> "005".
+    let digits = [
+        b'0' + (frac / 100) as u8,
+        b'0' + (frac / 10 % 10) as u8,
+        b'0' + (frac % 10) as u8,
+    ];
+    let mut len = 3;
+    while len > 1 && digits[len - 1] == b'0' {
+        len -= 1;
+    }
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&digits[..len]).unwrap_or_default());
+}
+
+/// `latency` for serde: the same number [`push_millis`] writes.
+fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(micros(*d) as f64 / 1000.0)
 }
 
 /// Writes a value with its `Display` (an address), without an intermediate `String`.
@@ -420,7 +455,7 @@ mod tests {
                 scheme: Some("basic"),
                 outcome: "allow",
                 status: 200,
-                latency_ms: 83.333_418_000_000_01,
+                latency: Duration::from_nanos(83_333_418),
                 ..Record::default()
             },
             Record {
@@ -439,16 +474,17 @@ mod tests {
                 status: 401,
                 reason: Some("invalid_credentials"),
                 detail: Some("unknown_user"),
-                latency_ms: 0.0,
+                latency: Duration::ZERO,
                 ..Record::default()
             },
             Record {
-                latency_ms: f64::NAN,
+                latency: Duration::from_secs(86_400),
                 status: u16::MAX,
                 ..Record::default()
             },
             Record {
-                latency_ms: 1e-9,
+                // Below a microsecond: written as 0.0.
+                latency: Duration::from_nanos(999),
                 ..Record::default()
             },
         ];
@@ -456,6 +492,31 @@ mod tests {
             let mut ours = String::new();
             r.write_json(&mut ours);
             assert_eq!(ours, serde_json::to_string(r).expect("json"));
+        }
+    }
+
+    #[test]
+    fn latency_is_milliseconds_to_the_microsecond_as_serde_json_writes_them() {
+        let serde = |micros: u64| serde_json::to_string(&(micros as f64 / 1000.0)).expect("json");
+        let ours = |micros: u64| {
+            let mut s = String::new();
+            push_millis(&mut s, micros);
+            s
+        };
+        assert_eq!(ours(83_333), "83.333");
+        assert_eq!(ours(120), "0.12");
+        assert_eq!(ours(5), "0.005");
+        assert_eq!(ours(5_000), "5.0");
+        assert_eq!(ours(0), "0.0");
+        for micros in (0..200_000).chain((0..1_000_000).map(|i| i * 999_983)) {
+            assert_eq!(ours(micros), serde(micros), "{micros} µs");
+        }
+        // Up to 10^12 ms (31 years), every power of ten and its neighbours.
+        for e in 0..=15 {
+            let p = 10u64.pow(e);
+            for micros in [p - 1, p, p + 1] {
+                assert_eq!(ours(micros), serde(micros), "{micros} µs");
+            }
         }
     }
 }

@@ -289,7 +289,7 @@ impl Gateway {
         }
         record.request_id = request_id;
         record.status = response.status().as_u16();
-        record.latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        record.latency = started.elapsed();
         self.metrics.decision(record.route_index, record.reason);
         self.insights.record(&record);
         self.audit.write(record);

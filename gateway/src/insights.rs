@@ -29,7 +29,9 @@ pub struct Denial {
     at: SystemTime,
     #[serde(skip)]
     client_ip: IpAddr,
-    pub method: String,
+    /// Written as its text; a standard method is held without an allocation.
+    #[serde(serialize_with = "as_str")]
+    pub method: http::Method,
     pub path: String,
     pub route: Option<String>,
     pub user: Option<String>,
@@ -51,10 +53,27 @@ pub struct Minute {
     pub by_reason: HashMap<&'static str, u64>,
 }
 
+/// A minute of the timeline as it is counted: a list rather than a map, since a minute sees
+/// a handful of reasons and the codes are authgate's own (nothing a client can choose), so a
+/// short scan costs less than hashing the code.
+struct Counted {
+    at: u64,
+    by_reason: Vec<(&'static str, u64)>,
+}
+
+impl Counted {
+    fn minute(&self) -> Minute {
+        Minute {
+            at: self.at,
+            by_reason: self.by_reason.iter().copied().collect(),
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
     recent: VecDeque<Denial>,
-    timeline: VecDeque<Minute>,
+    timeline: VecDeque<Counted>,
     clients: HashMap<IpAddr, u64>,
     users: HashMap<String, u64>,
 }
@@ -85,7 +104,7 @@ impl Insights {
             client: String::new(),
             at: r.at,
             client_ip: r.client_ip,
-            method: r.method.as_str().to_owned(),
+            method: r.method.clone(),
             path: r.path.clone(),
             route: r.route.clone(),
             user: r.user.clone(),
@@ -98,16 +117,19 @@ impl Insights {
         };
         let Ok(mut s) = self.state.lock() else { return };
         if s.timeline.back().is_none_or(|m| m.at != minute) {
-            s.timeline.push_back(Minute {
+            s.timeline.push_back(Counted {
                 at: minute,
-                by_reason: HashMap::new(),
+                by_reason: Vec::new(),
             });
             if s.timeline.len() > MINUTES {
                 s.timeline.pop_front();
             }
         }
         if let Some(m) = s.timeline.back_mut() {
-            *m.by_reason.entry(reason).or_default() += 1;
+            match m.by_reason.iter_mut().find(|(code, _)| *code == reason) {
+                Some((_, n)) => *n += 1,
+                None => m.by_reason.push((reason, 1)),
+            }
         }
         bump(&mut s.clients, &r.client_ip, |ip| *ip);
         if let Some(u) = &r.user {
@@ -140,7 +162,7 @@ impl Insights {
             };
         };
         Summary {
-            timeline: s.timeline.iter().cloned().collect(),
+            timeline: s.timeline.iter().map(Counted::minute).collect(),
             top_clients: top(&s.clients, 10)
                 .into_iter()
                 .map(|(ip, n)| (ip.to_string(), n))
@@ -157,12 +179,16 @@ fn with_trace(mut d: Denial) -> Denial {
     d.time = humantime::format_rfc3339_millis(d.at).to_string();
     d.client = d.client_ip.to_string();
     let v = serde_json::json!({
-        "request_id": d.request_id, "time": d.time, "method": d.method, "path": d.path,
+        "request_id": d.request_id, "time": d.time, "method": d.method.as_str(), "path": d.path,
         "client": d.client, "route": d.route, "user": d.user, "scheme": d.scheme,
         "outcome": d.outcome, "status": d.status, "reason": d.reason, "detail": d.detail,
     });
     d.trace = crate::explain::explain_json(&v);
     d
+}
+
+fn as_str<S: serde::Serializer>(m: &http::Method, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(m.as_str())
 }
 
 /// Counts one more for `key`; the owned key is made only for a new entry.

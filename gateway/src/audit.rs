@@ -37,8 +37,9 @@ pub struct Record {
         serialize_with = "display_some"
     )]
     pub peer: Option<std::net::SocketAddr>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub route: Option<String>,
+    /// The matched route's label, made once per route and shared by its records.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "some_str")]
+    pub route: Option<std::sync::Arc<str>>,
     #[serde(serialize_with = "display")]
     pub method: http::Method,
     pub path: String,
@@ -251,6 +252,17 @@ fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 /// Writes a value with its `Display` (an address), without an intermediate `String`.
 fn display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(v)
+}
+
+/// An optional shared string, as serde writes an `Option<String>`.
+pub(crate) fn some_str<S: serde::Serializer>(
+    v: &Option<std::sync::Arc<str>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.serialize_some(&**v),
+        None => s.serialize_none(),
+    }
 }
 
 fn display_some<T: std::fmt::Display, S: serde::Serializer>(

@@ -99,6 +99,8 @@ pub struct Gateway {
     signin: Option<crate::signin::SignIn>,
     /// Each route's `WWW-Authenticate` value, rendered once, by route index.
     challenges: Vec<Option<HeaderValue>>,
+    /// Each route's label for the audit log and the dashboard, made once, by route index.
+    labels: Vec<Arc<str>>,
     /// `[server]`'s identity header names, parsed once.
     identity_names: headers::IdentityNames,
 }
@@ -137,6 +139,18 @@ impl Gateway {
                     }
                     if let Some(slot) = by_index.get_mut(r.index) {
                         *slot = respond::challenge_header(&authenticate::challenges(r, None));
+                    }
+                }
+                by_index
+            },
+            labels: {
+                let mut by_index: Vec<Arc<str>> = Vec::new();
+                for r in &config.routes {
+                    if by_index.len() <= r.index {
+                        by_index.resize(r.index + 1, Arc::from(""));
+                    }
+                    if let Some(slot) = by_index.get_mut(r.index) {
+                        *slot = Arc::from(r.label());
                     }
                 }
                 by_index
@@ -431,7 +445,10 @@ impl Gateway {
         let Some(route) = self.router.route(&target.host, &target.path) else {
             return Err((Reason::NoRoute, None));
         };
-        record.route = Some(route.label());
+        record.route = Some(match self.labels.get(route.index) {
+            Some(label) => Arc::clone(label),
+            None => Arc::from(route.label()),
+        });
         record.route_index = Some(route.index);
 
         // Authenticate: the Authorization header becomes an identity, or a reason.

@@ -33,7 +33,8 @@ pub struct Denial {
     #[serde(serialize_with = "as_str")]
     pub method: http::Method,
     pub path: String,
-    pub route: Option<String>,
+    #[serde(serialize_with = "crate::audit::some_str")]
+    pub route: Option<std::sync::Arc<str>>,
     pub user: Option<String>,
     pub status: u16,
     pub reason: &'static str,
@@ -180,7 +181,7 @@ fn with_trace(mut d: Denial) -> Denial {
     d.client = d.client_ip.to_string();
     let v = serde_json::json!({
         "request_id": d.request_id, "time": d.time, "method": d.method.as_str(), "path": d.path,
-        "client": d.client, "route": d.route, "user": d.user, "scheme": d.scheme,
+        "client": d.client, "route": d.route.as_deref(), "user": d.user, "scheme": d.scheme,
         "outcome": d.outcome, "status": d.status, "reason": d.reason, "detail": d.detail,
     });
     d.trace = crate::explain::explain_json(&v);

@@ -91,22 +91,30 @@ impl Record {
     /// below holds the two to the same bytes), without serde's per-field machinery: the
     /// writer thread shares the gateway's CPU.
     pub fn write_json(&self, out: &mut String) {
-        self.write_json_at(&self.time, out);
+        self.write_json_at(&self.time, &mut LastIp::default(), out);
     }
 
     /// [`Record::write_json`] with `time` in place of `self.time`: the writer thread formats
-    /// the time once per millisecond and shares it between records.
-    fn write_json_at(&self, time: &str, out: &mut String) {
+    /// the time once per millisecond and shares it between records, and keeps the text of
+    /// the last address it wrote in `ips`.
+    fn write_json_at(&self, time: &str, ips: &mut LastIp, out: &mut String) {
         out.push_str("{\"time\":");
         push_json_str(out, time);
         out.push_str(",\"request_id\":");
         push_json_str(out, &self.request_id);
         out.push_str(",\"client\":\"");
-        crate::ascii::push_ip(out, self.client_ip);
+        ips.push(out, self.client_ip);
         out.push('"');
         if let Some(peer) = self.peer {
             out.push_str(",\"peer\":\"");
-            crate::ascii::push_socket_addr(out, peer);
+            match peer {
+                std::net::SocketAddr::V4(a) => {
+                    ips.push(out, std::net::IpAddr::V4(*a.ip()));
+                    out.push(':');
+                    crate::ascii::push_u16(out, a.port());
+                }
+                v6 => crate::ascii::push_socket_addr(out, v6),
+            }
             out.push('"');
         }
         if let Some(route) = &self.route {
@@ -144,6 +152,27 @@ impl Record {
         out.push_str(",\"latency_ms\":");
         push_millis(out, micros(self.latency));
         out.push('}');
+    }
+}
+
+/// The last address the writer wrote, as text: a record's `client` and `peer` are the same
+/// address unless the peer is a trusted proxy, and consecutive records mostly come from the
+/// same few clients, so most addresses are copied rather than formatted.
+#[derive(Default)]
+struct LastIp {
+    ip: Option<std::net::IpAddr>,
+    text: String,
+}
+
+impl LastIp {
+    /// Appends `ip` as [`crate::ascii::push_ip`] writes it.
+    fn push(&mut self, out: &mut String, ip: std::net::IpAddr) {
+        if self.ip != Some(ip) {
+            self.text.clear();
+            crate::ascii::push_ip(&mut self.text, ip);
+            self.ip = Some(ip);
+        }
+        out.push_str(&self.text);
     }
 }
 
@@ -369,6 +398,7 @@ fn writer(shared: &Shared, out: Box<dyn Write + Send>) {
     let mut batch: Vec<Record> = Vec::with_capacity(1024);
     let mut last: (u128, String) = (0, String::new());
     let mut line = String::with_capacity(512);
+    let mut ips = LastIp::default();
     loop {
         let closing = shared.closed.load(Ordering::Acquire);
         if let Ok(mut queue) = shared.queue.lock() {
@@ -384,7 +414,7 @@ fn writer(shared: &Shared, out: Box<dyn Write + Send>) {
                 last = (ms, format_time(record.at));
             }
             line.clear();
-            record.write_json_at(&last.1, &mut line);
+            record.write_json_at(&last.1, &mut ips, &mut line);
             line.push('\n');
             let _ = out.write_all(line.as_bytes());
         }
@@ -503,6 +533,13 @@ mod tests {
         for r in &records {
             let mut ours = String::new();
             r.write_json(&mut ours);
+            assert_eq!(ours, serde_json::to_string(r).expect("json"));
+        }
+        // As the writer writes them, one after another, with the addresses it remembers.
+        let mut ips = LastIp::default();
+        for r in records.iter().chain(&records) {
+            let mut ours = String::new();
+            r.write_json_at(&r.time, &mut ips, &mut ours);
             assert_eq!(ours, serde_json::to_string(r).expect("json"));
         }
     }

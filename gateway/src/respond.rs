@@ -54,7 +54,19 @@ pub fn deny(
         Format::Html => html_page(reason, request_id),
         Format::Text => {
             let detail = reason.detail();
-            let mut text = String::with_capacity(160 + detail.len());
+            // The exact length: a body whose buffer is full becomes `Bytes` without a
+            // second allocation.
+            let len = status.as_str().len()
+                + 1
+                + reason.title().len()
+                + 1
+                + detail.len()
+                + "\nreason: ".len()
+                + reason.code().len()
+                + "\nrequest id: ".len()
+                + request_id.len()
+                + 1;
+            let mut text = String::with_capacity(len);
             text.push_str(status.as_str());
             text.push(' ');
             text.push_str(reason.title());
@@ -65,6 +77,7 @@ pub fn deny(
             text.push_str("\nrequest id: ");
             text.push_str(request_id);
             text.push('\n');
+            debug_assert_eq!(text.len(), len);
             text
         }
     };

@@ -69,14 +69,15 @@ impl Lockout {
         if !self.settings.enabled {
             return Ok(());
         }
-        let now = self.clock.now();
         let Ok(entries) = self.entries.lock() else {
             return Ok(());
         };
-        // The normal case: nobody has failed lately, so nothing to look up or allocate.
+        // The normal case: nobody has failed lately, so nothing to look up or allocate (nor
+        // a clock to read).
         if entries.is_empty() {
             return Ok(());
         }
+        let now = self.clock.now();
         let until = |k: &Key| entries.get(k).map_or(Duration::ZERO, |e| e.banned_until);
         let mut banned =
             until(&Key::Client(client)).max(until(&Key::Pair(client, user.to_string())));

@@ -76,6 +76,10 @@ struct State {
     recent: VecDeque<Denial>,
     timeline: VecDeque<Counted>,
     clients: HashMap<IpAddr, u64>,
+    /// The last client denied and its denials not yet added to `clients`: a refused client
+    /// is mostly refused again next (a script, a guesser), and adding its denials up here
+    /// spares hashing its address (with SipHash: addresses are the client's choice) for each.
+    pending: Option<(IpAddr, u64)>,
     users: HashMap<String, u64>,
 }
 
@@ -132,9 +136,16 @@ impl Insights {
                 None => m.by_reason.push((reason, 1)),
             }
         }
-        bump(&mut s.clients, &r.client_ip, |ip| *ip);
+        match &mut s.pending {
+            Some((ip, n)) if *ip == r.client_ip => *n += 1,
+            _ => {
+                if let Some((ip, n)) = s.pending.replace((r.client_ip, 1)) {
+                    add(&mut s.clients, &ip, n, |ip| *ip);
+                }
+            }
+        }
         if let Some(u) = &r.user {
-            bump(&mut s.users, u.as_str(), str::to_owned);
+            add(&mut s.users, u.as_str(), 1, str::to_owned);
         }
         s.recent.push_back(denial);
         if s.recent.len() > RECENT {
@@ -154,7 +165,7 @@ impl Insights {
     }
 
     pub fn summary(&self) -> Summary {
-        let Ok(s) = self.state.lock() else {
+        let Ok(mut s) = self.state.lock() else {
             return Summary {
                 timeline: vec![],
                 top_clients: vec![],
@@ -162,6 +173,9 @@ impl Insights {
                 recent: vec![],
             };
         };
+        if let Some((ip, n)) = s.pending.take() {
+            add(&mut s.clients, &ip, n, |ip| *ip);
+        }
         Summary {
             timeline: s.timeline.iter().map(Counted::minute).collect(),
             top_clients: top(&s.clients, 10)
@@ -192,21 +206,21 @@ fn as_str<S: serde::Serializer>(m: &http::Method, s: S) -> Result<S::Ok, S::Erro
     s.serialize_str(m.as_str())
 }
 
-/// Counts one more for `key`; the owned key is made only for a new entry.
-fn bump<K, Q>(map: &mut HashMap<K, u64>, key: &Q, owned: impl FnOnce(&Q) -> K)
+/// Counts `n` more for `key`; the owned key is made only for a new entry.
+fn add<K, Q>(map: &mut HashMap<K, u64>, key: &Q, n: u64, owned: impl FnOnce(&Q) -> K)
 where
     K: std::hash::Hash + Eq + std::borrow::Borrow<Q>,
     Q: std::hash::Hash + Eq + ?Sized,
 {
-    if let Some(n) = map.get_mut(key) {
-        *n += 1;
+    if let Some(count) = map.get_mut(key) {
+        *count += n;
         return;
     }
     if map.len() >= TOP_CAP {
         // Keep the heavy hitters: drop everything seen only once.
-        map.retain(|_, n| *n > 1);
+        map.retain(|_, count| *count > 1);
     }
-    map.insert(owned(key), 1);
+    map.insert(owned(key), n);
 }
 
 fn top<K: Clone + Ord>(map: &HashMap<K, u64>, n: usize) -> Vec<(K, u64)> {
@@ -214,4 +228,38 @@ fn top<K: Clone + Ord>(map: &HashMap<K, u64>, n: usize) -> Vec<(K, u64)> {
     v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     v.truncate(n);
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_are_counted_across_runs_of_the_same_address() {
+        let insights = Insights::default();
+        // One minute for all, so the timeline has one entry.
+        let at = UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        let deny = |ip: &str| Record {
+            at,
+            client_ip: ip.parse().expect("ip"),
+            reason: Some("missing_credentials"),
+            status: 401,
+            ..Record::default()
+        };
+        for ip in ["10.0.0.1", "10.0.0.1", "10.0.0.2", "10.0.0.1", "10.0.0.1"] {
+            insights.record(&deny(ip));
+        }
+        let want = vec![("10.0.0.1".to_string(), 4), ("10.0.0.2".to_string(), 1)];
+        assert_eq!(insights.summary().top_clients, want);
+        // Asking again (with nothing pending) and after more denials.
+        assert_eq!(insights.summary().top_clients, want);
+        insights.record(&deny("10.0.0.2"));
+        insights.record(&deny("10.0.0.2"));
+        assert_eq!(
+            insights.summary().top_clients,
+            vec![("10.0.0.1".to_string(), 4), ("10.0.0.2".to_string(), 3)]
+        );
+        let minute = &insights.summary().timeline[0];
+        assert_eq!(minute.by_reason.get("missing_credentials"), Some(&7));
+    }
 }

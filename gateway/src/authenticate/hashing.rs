@@ -76,11 +76,58 @@ impl HashPool {
     ) -> Result<T, Busy> {
         let (done, result) = oneshot::channel();
         let job: Job = Box::new(move || {
+            // The request gave up while the job waited (its client went away, or the client
+            // connection closed): nobody is left to use the answer, so it is not worth a hash.
+            // A flood's abandoned guesses then cost no CPU after the flood stops.
+            if done.is_closed() {
+                return;
+            }
             let _ = done.send(f());
         });
         match tokio::time::timeout(self.wait, self.tx.send(job)).await {
             Ok(Ok(())) => result.await.map_err(|_| Busy),
             _ => Err(Busy),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    #[tokio::test]
+    async fn a_verification_nobody_waits_for_any_more_is_skipped() {
+        let pool = Arc::new(HashPool::new(1, 4, std::time::Duration::from_secs(5)));
+        // The one thread is busy with a first job until released.
+        let (started_tx, started_rx) = oneshot::channel();
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let p = Arc::clone(&pool);
+        let first = tokio::spawn(async move {
+            p.run(move || {
+                let _ = started_tx.send(());
+                let _ = hold.recv();
+            })
+            .await
+        });
+        started_rx.await.expect("the first job starts");
+        // A second job is queued behind it, then its request gives up.
+        let ran = Arc::new(AtomicBool::new(false));
+        let (p, r) = (Arc::clone(&pool), Arc::clone(&ran));
+        let second =
+            tokio::spawn(async move { p.run(move || r.store(true, Ordering::SeqCst)).await });
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        second.abort();
+        assert!(second.await.is_err(), "the second request was cancelled");
+        release.send(()).expect("release the first job");
+        assert_eq!(first.await.expect("first task"), Ok(()));
+        // A third job runs after the second was taken off the queue: skipped, never run.
+        assert_eq!(pool.run(|| 7).await, Ok(7));
+        assert!(
+            !ran.load(Ordering::SeqCst),
+            "an abandoned verification was hashed"
+        );
     }
 }

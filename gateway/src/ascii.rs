@@ -7,7 +7,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 /// Writes `n` in decimal at the end of `buf[..end]`; returns where the digits start.
-fn digits(buf: &mut [u8], end: usize, n: u16) -> usize {
+fn digits(buf: &mut [u8], end: usize, n: u64) -> usize {
     let mut i = end;
     let mut n = n;
     loop {
@@ -31,7 +31,7 @@ pub fn push_hex(out: &mut String, b: u8) {
 /// Appends `n` in decimal.
 pub fn push_u16(out: &mut String, n: u16) {
     let mut buf = [0u8; 5];
-    let start = digits(&mut buf, 5, n);
+    let start = digits(&mut buf, 5, u64::from(n));
     // Only ASCII digits were written.
     out.push_str(std::str::from_utf8(&buf[start..]).unwrap_or_default());
 }
@@ -39,19 +39,9 @@ pub fn push_u16(out: &mut String, n: u16) {
 /// Appends `n` in decimal.
 pub fn push_u64(out: &mut String, n: u64) {
     let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        // `n % 10` is below 10, so the byte is an ASCII digit.
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
+    let start = digits(&mut buf, 20, n);
     // Only ASCII digits were written.
-    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
+    out.push_str(std::str::from_utf8(&buf[start..]).unwrap_or_default());
 }
 
 /// Appends `ip` as `Display` would write it (dotted quad; RFC 5952 text for IPv6).
@@ -66,7 +56,7 @@ pub fn push_ip(out: &mut String, ip: IpAddr) {
                     start -= 1;
                     buf[start] = b'.';
                 }
-                start = digits(&mut buf, start, u16::from(octet));
+                start = digits(&mut buf, start, u64::from(octet));
             }
             // Only ASCII digits and dots were written.
             out.push_str(std::str::from_utf8(&buf[start..]).unwrap_or_default());
@@ -98,6 +88,20 @@ pub fn push_socket_addr(out: &mut String, addr: SocketAddr) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_read_as_display_writes_them() {
+        for n in [0, 7, 10, 99, 100, 65_535, 1_000_000, u64::MAX - 1, u64::MAX] {
+            let mut s = String::new();
+            push_u64(&mut s, n);
+            assert_eq!(s, n.to_string());
+        }
+        for n in [0, 9, 10, 255, 9_999, 10_000, u16::MAX] {
+            let mut s = String::new();
+            push_u16(&mut s, n);
+            assert_eq!(s, n.to_string());
+        }
+    }
 
     #[test]
     fn addresses_read_as_display_writes_them() {

@@ -131,30 +131,10 @@ impl Gateway {
             insights: Insights::default(),
             forwarder: Forwarder::new(&config),
             identity_names: headers::IdentityNames::new(&config.server.identity_headers),
-            challenges: {
-                let mut by_index = Vec::new();
-                for r in &config.routes {
-                    if by_index.len() <= r.index {
-                        by_index.resize(r.index + 1, None);
-                    }
-                    if let Some(slot) = by_index.get_mut(r.index) {
-                        *slot = respond::challenge_header(&authenticate::challenges(r, None));
-                    }
-                }
-                by_index
-            },
-            labels: {
-                let mut by_index: Vec<Arc<str>> = Vec::new();
-                for r in &config.routes {
-                    if by_index.len() <= r.index {
-                        by_index.resize(r.index + 1, Arc::from(""));
-                    }
-                    if let Some(slot) = by_index.get_mut(r.index) {
-                        *slot = Arc::from(r.label());
-                    }
-                }
-                by_index
-            },
+            challenges: by_route_index(&config.routes, None, |r| {
+                respond::challenge_header(&authenticate::challenges(r, None))
+            }),
+            labels: by_route_index(&config.routes, Arc::from(""), |r| Arc::from(r.label())),
             audit,
             config,
         }
@@ -574,6 +554,21 @@ impl Gateway {
         };
         respond::deny(&reason, challenges, request_id, request_headers)
     }
+}
+
+/// `value` of each route, at its index (a route's index is its place in the file); `empty`
+/// where no route has that index.
+fn by_route_index<T: Clone>(routes: &[Route], empty: T, value: impl Fn(&Route) -> T) -> Vec<T> {
+    let mut by_index = Vec::new();
+    for r in routes {
+        if by_index.len() <= r.index {
+            by_index.resize(r.index + 1, empty.clone());
+        }
+        if let Some(slot) = by_index.get_mut(r.index) {
+            *slot = value(r);
+        }
+    }
+    by_index
 }
 
 /// The id of a well-formed authgate API token in `Authorization: Bearer` (the public part

@@ -13,12 +13,14 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use crate::coarse_timer::CoarseTimer;
 use crate::config::Server;
 use crate::gateway::Gateway;
 
 /// The HTTP/1.1 + h2c (prior knowledge) connection settings of `serve`, from the server's
 /// `header_timeout` and `max_header_bytes`. Public for the hyper floor of the benchmarks
 /// (`gateway/examples/hyper_floor.rs`), which must run hyper exactly as authgate does.
+/// Must be called on the runtime that serves (it starts the header timer's sweeper).
 pub fn http_builder(
     header_timeout: Duration,
     max_header_bytes: usize,
@@ -26,8 +28,11 @@ pub fn http_builder(
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(TokioTimer::new())
-        // Slowloris: the whole header section must arrive within this time.
+        // Slowloris: the whole header section must arrive within this time, give or take a
+        // tenth of it (see `coarse_timer`: the timer starts and stops for every request).
+        .timer(CoarseTimer::new(
+            (header_timeout / 10).clamp(Duration::from_millis(5), Duration::from_secs(1)),
+        ))
         .header_read_timeout(header_timeout)
         // Above this hyper answers 431 itself; below it, `normalize` answers 431 with a
         // reason once the headers exceed `max_header_bytes`.

@@ -13,6 +13,7 @@ pub mod authenticate;
 pub mod authorize;
 pub mod body;
 pub mod clock;
+pub mod coarse_timer;
 pub mod config;
 pub mod doctor;
 pub mod explain;

@@ -1,0 +1,217 @@
+//! The timer behind hyper's HTTP/1 header read timeout (the Slowloris guard): deadlines
+//! checked a few times per timeout, not to the millisecond.
+//!
+//! hyper starts that timer for every request (it also covers the idle wait between requests
+//! of a keep-alive connection) and drops it as soon as the head has arrived. With tokio's
+//! timer each start and stop is a timer-wheel insertion and removal under the driver's lock,
+//! about 700 instructions per request (`bench/icount`), nearly all for a deadline that is
+//! never reached. Here a deadline that has not passed costs a slot in a list (taken when the
+//! wait first blocks, given back when the sleep is dropped), and one sweeper task wakes the
+//! waits whose deadline passed, every `resolution`. A timeout fires between its deadline
+//! and one `resolution` later; `accept::http_builder` makes that a tenth of the header
+//! timeout.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+/// A [`hyper::rt::Timer`] with deadlines checked every `resolution`. Cloning shares the
+/// sweeper.
+#[derive(Clone)]
+pub struct CoarseTimer {
+    waits: Arc<Waits>,
+}
+
+/// The blocked waits, by slot. A slot belongs to one sleep from its first blocked poll until
+/// it is dropped.
+#[derive(Default)]
+struct Waits {
+    slots: Mutex<Slots>,
+}
+
+#[derive(Default)]
+struct Slots {
+    /// `(deadline, waker)`; the waker is taken when the sweeper wakes it.
+    entries: Vec<Option<(Instant, Option<Waker>)>>,
+    free: Vec<usize>,
+}
+
+impl Waits {
+    fn lock(&self) -> MutexGuard<'_, Slots> {
+        // A panic while holding the lock leaves the list consistent (every update is one
+        // assignment), so a poisoned lock is still usable.
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl CoarseTimer {
+    /// A timer whose sweeper runs on the current tokio runtime (so this must be called from
+    /// within one) until the last clone of the timer is dropped.
+    pub fn new(resolution: Duration) -> CoarseTimer {
+        let waits = Arc::new(Waits::default());
+        tokio::spawn(sweep(Arc::downgrade(&waits), resolution));
+        CoarseTimer { waits }
+    }
+}
+
+/// Wakes the blocked waits whose deadline has passed, every `resolution`.
+async fn sweep(waits: Weak<Waits>, resolution: Duration) {
+    let mut ticks = tokio::time::interval(resolution);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(waits) = waits.upgrade() else { return };
+        waits.wake_due(Instant::now());
+    }
+}
+
+impl Waits {
+    /// Wakes each blocked wait whose deadline is at or before `now`, once.
+    fn wake_due(&self, now: Instant) {
+        let due: Vec<Waker> = self
+            .lock()
+            .entries
+            .iter_mut()
+            .filter_map(|e| match e {
+                Some((deadline, waker)) if *deadline <= now => waker.take(),
+                _ => None,
+            })
+            .collect();
+        // Woken outside the lock: a wake can run the task at once on another thread.
+        due.into_iter().for_each(Waker::wake);
+    }
+}
+
+impl hyper::rt::Timer for CoarseTimer {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        self.sleep_until(Instant::now() + duration)
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(CoarseSleep {
+            deadline,
+            waits: Arc::clone(&self.waits),
+            slot: None,
+        })
+    }
+}
+
+struct CoarseSleep {
+    deadline: Instant,
+    waits: Arc<Waits>,
+    slot: Option<usize>,
+}
+
+impl Future for CoarseSleep {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if Instant::now() >= this.deadline {
+            return Poll::Ready(());
+        }
+        let mut slots = this.waits.lock();
+        let entry = Some((this.deadline, Some(cx.waker().clone())));
+        match this.slot {
+            Some(i) => slots.entries[i] = entry,
+            None => {
+                let i = match slots.free.pop() {
+                    Some(i) => {
+                        slots.entries[i] = entry;
+                        i
+                    }
+                    None => {
+                        slots.entries.push(entry);
+                        slots.entries.len() - 1
+                    }
+                };
+                this.slot = Some(i);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl hyper::rt::Sleep for CoarseSleep {}
+
+impl Drop for CoarseSleep {
+    fn drop(&mut self) {
+        if let Some(i) = self.slot {
+            let waker = {
+                let mut slots = self.waits.lock();
+                slots.free.push(i);
+                slots.entries[i].take()
+            };
+            // The waker (a reference to the task) is dropped outside the lock.
+            drop(waker);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::rt::Timer;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[derive(Default)]
+    struct Wakes(AtomicUsize);
+
+    impl futures_util::task::ArcWake for Wakes {
+        fn wake_by_ref(arc_self: &Arc<Self>) {
+            arc_self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A timer without its sweeper task: the tests call `wake_due` with the time they choose.
+    fn timer() -> CoarseTimer {
+        CoarseTimer {
+            waits: Arc::new(Waits::default()),
+        }
+    }
+
+    #[test]
+    fn a_wait_is_woken_once_its_deadline_has_passed_and_not_before() {
+        let timer = timer();
+        let wakes = Arc::new(Wakes::default());
+        let waker = futures_util::task::waker(Arc::clone(&wakes));
+        let mut cx = Context::from_waker(&waker);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut sleep = timer.sleep_until(deadline);
+        assert!(sleep.as_mut().poll(&mut cx).is_pending());
+
+        timer.waits.wake_due(deadline - Duration::from_millis(1));
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 0, "woken early");
+        timer.waits.wake_due(deadline);
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 1);
+        timer.waits.wake_due(deadline + Duration::from_secs(1));
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 1, "woken twice");
+    }
+
+    #[test]
+    fn a_passed_deadline_is_ready_at_once() {
+        let timer = timer();
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        let mut sleep = timer.sleep_until(Instant::now());
+        assert!(sleep.as_mut().poll(&mut cx).is_ready());
+        assert!(timer.waits.lock().entries.is_empty(), "no slot taken");
+    }
+
+    #[test]
+    fn a_dropped_sleep_gives_its_slot_back() {
+        let timer = timer();
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        for _ in 0..3 {
+            let mut sleep = timer.sleep(Duration::from_secs(60));
+            assert!(sleep.as_mut().poll(&mut cx).is_pending());
+            assert!(sleep.as_mut().poll(&mut cx).is_pending(), "same slot");
+            drop(sleep);
+        }
+        let slots = timer.waits.lock();
+        assert_eq!(slots.entries.len(), 1, "one slot, reused");
+        assert!(slots.entries[0].is_none());
+        assert_eq!(slots.free, vec![0]);
+    }
+}

@@ -28,8 +28,9 @@ pub fn http_builder(
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        // Slowloris: the whole header section must arrive within this time, give or take a
-        // tenth of it (see `coarse_timer`: the timer starts and stops for every request).
+        // Slowloris: the whole header section must arrive within this time. Checked every
+        // tenth of it, 5 ms to 1 s (see `coarse_timer`: hyper starts and stops the timer for
+        // every request), so it fires at most that much late, never early.
         .timer(CoarseTimer::new(
             (header_timeout / 10).clamp(Duration::from_millis(5), Duration::from_secs(1)),
         ))

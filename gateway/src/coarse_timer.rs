@@ -47,6 +47,21 @@ impl Waits {
         // assignment), so a poisoned lock is still usable.
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Wakes each blocked wait whose deadline is at or before `now`, once.
+    fn wake_due(&self, now: Instant) {
+        let due: Vec<Waker> = self
+            .lock()
+            .entries
+            .iter_mut()
+            .filter_map(|e| match e {
+                Some((deadline, waker)) if *deadline <= now => waker.take(),
+                _ => None,
+            })
+            .collect();
+        // Woken outside the lock: a wake can run the task at once on another thread.
+        due.into_iter().for_each(Waker::wake);
+    }
 }
 
 impl CoarseTimer {
@@ -69,23 +84,6 @@ async fn sweep(waits: Weak<Waits>, resolution: Duration) {
         ticks.tick().await;
         let Some(waits) = waits.upgrade() else { return };
         waits.wake_due(Instant::now());
-    }
-}
-
-impl Waits {
-    /// Wakes each blocked wait whose deadline is at or before `now`, once.
-    fn wake_due(&self, now: Instant) {
-        let due: Vec<Waker> = self
-            .lock()
-            .entries
-            .iter_mut()
-            .filter_map(|e| match e {
-                Some((deadline, waker)) if *deadline <= now => waker.take(),
-                _ => None,
-            })
-            .collect();
-        // Woken outside the lock: a wake can run the task at once on another thread.
-        due.into_iter().for_each(Waker::wake);
     }
 }
 

@@ -55,7 +55,8 @@ pub fn deny(
         Format::Text => {
             let detail = reason.detail();
             // The exact length: a body whose buffer is full becomes `Bytes` without a
-            // second allocation.
+            // second allocation. (Summed by hand: `[..].concat()` of the same parts counted
+            // a few hundred more instructions per 401.)
             let len = status.as_str().len()
                 + 1
                 + reason.title().len()

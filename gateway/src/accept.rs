@@ -31,9 +31,7 @@ pub fn http_builder(
         // Slowloris: the whole header section must arrive within this time. Checked every
         // tenth of it, 5 ms to 1 s (see `coarse_timer`: hyper starts and stops the timer for
         // every request), so it fires at most that much late, never early.
-        .timer(CoarseTimer::new(
-            (header_timeout / 10).clamp(Duration::from_millis(5), Duration::from_secs(1)),
-        ))
+        .timer(CoarseTimer::for_timeout(header_timeout))
         .header_read_timeout(header_timeout)
         // Above this hyper answers 431 itself; below it, `normalize` answers 431 with a
         // reason once the headers exceed `max_header_bytes`.

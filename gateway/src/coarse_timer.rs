@@ -1,5 +1,5 @@
-//! The timer behind hyper's HTTP/1 header read timeout (the Slowloris guard): deadlines
-//! checked a few times per timeout, not to the millisecond.
+//! The timer behind hyper's HTTP/1 header read timeout (the Slowloris guard) and the
+//! upstream timeout: deadlines checked a few times per timeout, not to the millisecond.
 //!
 //! hyper starts that timer for every request (it also covers the idle wait between requests
 //! of a keep-alive connection) and drops it as soon as the head has arrived. On tokio's timer
@@ -7,7 +7,9 @@
 //! dropped; callgrind put tokio's share at ~700 instructions per request, nearly all for a
 //! deadline that is never reached. Here a blocked wait takes a slot in a list (given back
 //! when the sleep is dropped), and one sweeper task wakes the waits whose deadline has passed,
-//! every `resolution`: ~450–550 instructions less per request (`bench/RESULTS.md`).
+//! every `resolution`: ~450–550 instructions less per request (`bench/RESULTS.md`). The
+//! upstream timeout (`forward`) is the same kind of deadline, set for every proxied request
+//! and almost never reached, so it uses a timer of its own (unboxed, [`CoarseTimer::sleep_for`]).
 //!
 //! A timeout never fires early, and fires at most one `resolution` (plus scheduling delay)
 //! late; `accept::http_builder` makes that a tenth of the header timeout, kept between 5 ms
@@ -74,6 +76,31 @@ impl CoarseTimer {
         tokio::spawn(sweep(Arc::downgrade(&waits), resolution));
         CoarseTimer { waits }
     }
+
+    /// A timer for deadlines of about `timeout`: checked every tenth of it, kept between
+    /// 5 ms and 1 s. Same requirement as [`CoarseTimer::new`].
+    pub fn for_timeout(timeout: Duration) -> CoarseTimer {
+        CoarseTimer::new((timeout / 10).clamp(Duration::from_millis(5), Duration::from_secs(1)))
+    }
+
+    /// `fut`'s output, or None once `duration` has passed (at most one resolution late).
+    /// A future built where it is awaited (as `tokio::time::timeout` is), so a large `fut`
+    /// is not moved again.
+    pub fn timeout<F: Future>(&self, duration: Duration, fut: F) -> Timeout<F> {
+        Timeout {
+            fut,
+            sleep: self.sleep_for(duration),
+        }
+    }
+
+    /// A wait of `duration` from now, for callers other than hyper (not boxed).
+    pub fn sleep_for(&self, duration: Duration) -> CoarseSleep {
+        CoarseSleep {
+            deadline: Instant::now() + duration,
+            waits: Arc::clone(&self.waits),
+            slot: None,
+        }
+    }
 }
 
 /// Wakes the blocked waits whose deadline has passed, every `resolution`.
@@ -101,7 +128,29 @@ impl hyper::rt::Timer for CoarseTimer {
     }
 }
 
-struct CoarseSleep {
+pin_project_lite::pin_project! {
+    /// See [`CoarseTimer::timeout`].
+    pub struct Timeout<F> {
+        #[pin]
+        fut: F,
+        sleep: CoarseSleep,
+    }
+}
+
+impl<F: Future> Future for Timeout<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(out) = this.fut.poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        Pin::new(this.sleep).poll(cx).map(|()| None)
+    }
+}
+
+/// A wait on a [`CoarseTimer`]: ready at or after its deadline, at most one resolution late.
+pub struct CoarseSleep {
     deadline: Instant,
     waits: Arc<Waits>,
     slot: Option<usize>,
@@ -261,5 +310,21 @@ mod tests {
         )
         .await;
         assert!(ended.is_ok(), "the sweeper never woke the wait");
+    }
+
+    #[tokio::test]
+    async fn timeout_gives_the_output_or_none_once_the_deadline_passed() {
+        let timer = CoarseTimer::for_timeout(Duration::from_millis(20));
+        assert_eq!(
+            timer.timeout(Duration::from_secs(60), async { 7 }).await,
+            Some(7)
+        );
+        let started = Instant::now();
+        let never = std::future::pending::<()>();
+        assert_eq!(timer.timeout(Duration::from_millis(20), never).await, None);
+        assert!(started.elapsed() >= Duration::from_millis(20), "not early");
+        // The finished waits gave their slots back.
+        let slots = timer.waits.lock();
+        assert!(slots.entries.iter().all(Option::is_none));
     }
 }

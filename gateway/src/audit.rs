@@ -98,10 +98,12 @@ impl Record {
     /// the time once per millisecond and shares it between records, and keeps the text of
     /// the last address it wrote in `ips`.
     fn write_json_at(&self, time: &str, ips: &mut LastIp, out: &mut String) {
+        // The time is humantime's RFC 3339 text, and a request id is authgate's hex or a
+        // trusted proxy's id of `[A-Za-z0-9._:-]` (`gateway::request_id` keeps no other).
         out.push_str("{\"time\":");
-        push_json_str(out, time);
+        push_plain(out, time);
         out.push_str(",\"request_id\":");
-        push_json_str(out, &self.request_id);
+        push_plain(out, &self.request_id);
         out.push_str(",\"client\":\"");
         ips.push(out, self.client_ip);
         out.push('"');
@@ -177,7 +179,8 @@ impl LastIp {
 }
 
 /// A JSON string of text that has nothing to escape: authgate's own codes and names
-/// (scheme, outcome, reason, detail) and a method (a token, RFC 9110 §9.1). Skips
+/// (scheme, outcome, reason, detail), times and request ids, and a method (a token, RFC 9110
+/// §9.1). Skips
 /// [`push_json_str`]'s scan; a debug build checks the premise.
 fn push_plain(out: &mut String, s: &str) {
     debug_assert!(
@@ -501,8 +504,10 @@ mod tests {
                 ..Record::default()
             },
             Record {
-                time: strange.into(),
-                request_id: strange.into(),
+                // Time and request id are authgate's (written without escaping): a trusted
+                // proxy's id of every character `gateway::request_id` keeps.
+                time: "2026-11-28T11:22:26.635Z".into(),
+                request_id: "Az09-_.:".into(),
                 client_ip: "2001:db8::1".parse().expect("ip"),
                 peer: Some("[fe80::1%2]:443".parse().expect("addr")),
                 route: Some(strange.into()),

@@ -700,6 +700,9 @@ mod tests {
         assert_eq!(request_id(&h, false).len(), 32);
         h.insert("x-request-id", HeaderValue::from_static("a b"));
         assert_ne!(request_id(&h, true), "a b");
+        // The audit log writes ids without escaping: nothing JSON escapes gets through.
+        h.insert("x-request-id", HeaderValue::from_static("a\"b\\c"));
+        assert_eq!(request_id(&h, true).len(), 32);
         // Generated ids: 32 lower-case hex digits, no two alike, and no visible count
         // (consecutive ids share no prefix beyond chance).
         let ids: Vec<String> = (0..10_000).map(|_| request_id(&h, false)).collect();

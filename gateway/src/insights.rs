@@ -103,23 +103,6 @@ impl Insights {
         let minute =
             r.at.duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs() / 60 * 60);
-        let denial = Denial {
-            time: String::new(),
-            request_id: r.request_id.clone(),
-            client: String::new(),
-            at: r.at,
-            client_ip: r.client_ip,
-            method: r.method.clone(),
-            path: r.path.clone(),
-            route: r.route.clone(),
-            user: r.user.clone(),
-            status: r.status,
-            reason,
-            detail: r.detail,
-            trace: String::new(),
-            scheme: r.scheme,
-            outcome: r.outcome,
-        };
         let Ok(mut s) = self.state.lock() else { return };
         if s.timeline.back().is_none_or(|m| m.at != minute) {
             s.timeline.push_back(Counted {
@@ -147,10 +130,38 @@ impl Insights {
         if let Some(u) = &r.user {
             add(&mut s.users, u.as_str(), 1, str::to_owned);
         }
-        s.recent.push_back(denial);
-        if s.recent.len() > RECENT {
-            s.recent.pop_front();
-        }
+        // Once the list is full, the oldest denial's strings take the newest one's text:
+        // no allocation on the request path.
+        let oldest = if s.recent.len() >= RECENT {
+            s.recent.pop_front()
+        } else {
+            None
+        };
+        let mut d = oldest.unwrap_or_else(|| Denial {
+            time: String::new(),
+            request_id: String::new(),
+            client: String::new(),
+            at: r.at,
+            client_ip: r.client_ip,
+            method: http::Method::GET,
+            path: String::new(),
+            route: None,
+            user: None,
+            status: 0,
+            reason,
+            detail: None,
+            trace: String::new(),
+            scheme: None,
+            outcome: "",
+        });
+        d.request_id.clone_from(&r.request_id);
+        d.path.clone_from(&r.path);
+        d.user.clone_from(&r.user);
+        d.route.clone_from(&r.route);
+        d.method.clone_from(&r.method);
+        (d.at, d.client_ip, d.status, d.reason) = (r.at, r.client_ip, r.status, reason);
+        (d.detail, d.scheme, d.outcome) = (r.detail, r.scheme, r.outcome);
+        s.recent.push_back(d);
     }
 
     /// The trace of a recent denial, by request id.
@@ -261,5 +272,41 @@ mod tests {
         );
         let minute = &insights.summary().timeline[0];
         assert_eq!(minute.by_reason.get("missing_credentials"), Some(&7));
+    }
+
+    #[test]
+    fn the_newest_denials_are_kept_each_with_its_own_fields() {
+        let insights = Insights::default();
+        let at = UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        for i in 0..RECENT + 5 {
+            let (method, reason, status) = match i % 2 {
+                0 => (http::Method::GET, "invalid_credentials", 401),
+                _ => (http::Method::POST, "forbidden", 403),
+            };
+            insights.record(&Record {
+                at,
+                request_id: format!("id-{i}"),
+                path: format!("/p/{i}"),
+                // Every other one has a user: a reused entry must not keep the old one.
+                user: (i % 2 == 0).then(|| format!("u{i}")),
+                route: (i % 3 == 0).then(|| std::sync::Arc::from("route[0] /")),
+                method,
+                reason: Some(reason),
+                status,
+                ..Record::default()
+            });
+        }
+        let recent = insights.summary().recent;
+        assert_eq!(recent.len(), RECENT);
+        // Newest first; the five oldest were dropped.
+        for (d, i) in recent.iter().zip((5..RECENT + 5).rev()) {
+            assert_eq!(d.request_id, format!("id-{i}"));
+            assert_eq!(d.path, format!("/p/{i}"));
+            assert_eq!(d.user, (i % 2 == 0).then(|| format!("u{i}")));
+            assert_eq!(d.route.is_some(), i % 3 == 0);
+            assert_eq!(d.method == http::Method::GET, i % 2 == 0);
+            assert_eq!(d.status, if i % 2 == 0 { 401 } else { 403 });
+            assert!(!d.time.is_empty(), "filled in when asked");
+        }
     }
 }

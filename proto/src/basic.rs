@@ -49,6 +49,12 @@ pub enum BasicError {
 /// everything after (it may contain ':'). Neither may contain a control character
 /// (C0, DEL or C1 U+0080..U+009F). An empty user-id or password is well-formed.
 pub fn decode_basic(token68: &str) -> Result<BasicCredentials, BasicError> {
+    decode_token68(token68.as_bytes())
+}
+
+/// [`decode_basic`] of the token68's bytes: the base64 alphabet is ASCII, so the decoder's
+/// check of every byte is also the check that they are text.
+fn decode_token68(token68: &[u8]) -> Result<BasicCredentials, BasicError> {
     // The STANDARD engine requires canonical padding and rejects trailing bits.
     let bytes = STANDARD
         .decode(token68)
@@ -102,7 +108,7 @@ pub fn decode_plain_basic(value: &[u8]) -> Option<BasicCredentials> {
     if !scheme.eq_ignore_ascii_case(b"Basic ") || token68.is_empty() {
         return None;
     }
-    decode_basic(std::str::from_utf8(token68).ok()?).ok()
+    decode_token68(token68).ok()
 }
 
 /// Encodes `user_id:password` as the Basic token68 (UTF-8, padded standard base64).

@@ -530,18 +530,24 @@ impl Gateway {
         record.detail = reason.audit_detail();
         // RFC 6750 §3: a bearer failure names its error in the Bearer challenge, so that
         // value is built per answer; every other denial uses the route's pre-rendered one.
-        let presented_token = request_headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(bearer_credentials)
-            .is_some();
-        let bearer_error = if presented_token {
-            reason.bearer_error_for_token()
-        } else {
-            reason.bearer_error()
-        };
+        // Only a route that accepts Bearer has such a challenge: for the others the request's
+        // Authorization is not looked up again.
+        let bearer_error = route
+            .filter(|r| r.auth.contains(&Scheme::Bearer))
+            .and_then(|_| {
+                let presented_token = request_headers
+                    .get(http::header::AUTHORIZATION)
+                    .and_then(bearer_credentials)
+                    .is_some();
+                if presented_token {
+                    reason.bearer_error_for_token()
+                } else {
+                    reason.bearer_error()
+                }
+            });
         let dynamic;
         let challenges = match route {
-            Some(r) if bearer_error.is_some() && r.auth.contains(&Scheme::Bearer) => {
+            Some(r) if bearer_error.is_some() => {
                 dynamic = respond::challenge_header(&authenticate::challenges_with(
                     r,
                     Some(&reason),

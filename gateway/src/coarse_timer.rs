@@ -12,9 +12,13 @@
 //! and almost never reached, so it uses a timer of its own (unboxed, [`CoarseTimer::sleep_for`]).
 //!
 //! A timeout never fires early, and fires at most one `resolution` (plus scheduling delay)
-//! late; `accept::http_builder` makes that a tenth of the header timeout, kept between 5 ms
-//! and 1 s. The sweep visits every slot ever used at once (the peak number of blocked waits,
-//! at most the open connections): with 10,000 connections and 1-s ticks, ~10 µs a second.
+//! late; [`CoarseTimer::for_timeout`] makes that a tenth of the timeout, kept between 5 ms
+//! and 1 s. The sweep visits every slot ever used at once (the peak number of blocked waits:
+//! for the header timer at most the open connections, for the upstream timer the requests
+//! waiting for their upstream at once, up to 256 per HTTP/2 connection): with 10,000 slots and
+//! 1-s ticks, ~10 µs a second. Every timer is one list under one lock, taken on a wait's
+//! first blocked poll and on its drop; on one core that costs less than tokio's wheel, and
+//! with many cores it is a point of contention that has not been measured.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -96,11 +100,20 @@ impl CoarseTimer {
     /// A wait of `duration` from now, for callers other than hyper (not boxed).
     pub fn sleep_for(&self, duration: Duration) -> CoarseSleep {
         CoarseSleep {
-            deadline: Instant::now() + duration,
+            deadline: deadline_after(duration),
             waits: Arc::clone(&self.waits),
             slot: None,
         }
     }
+}
+
+/// `duration` from now; a duration too long for `Instant` (a configured timeout of billions
+/// of years) waits ~30 years instead of panicking, as `tokio::time` does.
+fn deadline_after(duration: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(duration)
+        .or_else(|| now.checked_add(Duration::from_secs(86_400 * 365 * 30)))
+        .unwrap_or(now)
 }
 
 /// Wakes the blocked waits whose deadline has passed, every `resolution`.
@@ -116,7 +129,7 @@ async fn sweep(waits: Weak<Waits>, resolution: Duration) {
 
 impl hyper::rt::Timer for CoarseTimer {
     fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
-        self.sleep_until(Instant::now() + duration)
+        self.sleep_until(deadline_after(duration))
     }
 
     fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
@@ -326,5 +339,18 @@ mod tests {
         // The finished waits gave their slots back.
         let slots = timer.waits.lock();
         assert!(slots.entries.iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn a_timeout_too_long_for_instant_waits_instead_of_panicking() {
+        let timer = timer();
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        let mut sleep = timer.sleep_for(Duration::MAX);
+        assert!(Pin::new(&mut sleep).poll(&mut cx).is_pending());
+        assert!(timer
+            .sleep(Duration::MAX)
+            .as_mut()
+            .poll(&mut cx)
+            .is_pending());
     }
 }

@@ -180,8 +180,7 @@ impl LastIp {
 
 /// A JSON string of text that has nothing to escape: authgate's own codes and names
 /// (scheme, outcome, reason, detail), times and request ids, and a method (a token, RFC 9110
-/// §9.1). Skips
-/// [`push_json_str`]'s scan; a debug build checks the premise.
+/// §9.1). Skips [`push_json_str`]'s scan; a debug build checks the premise.
 fn push_plain(out: &mut String, s: &str) {
     debug_assert!(
         next_escape(s.as_bytes(), 0).is_none(),

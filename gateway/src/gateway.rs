@@ -83,6 +83,8 @@ pub struct Connection {
     forwarded_for: Option<HeaderValue>,
     /// The connection's upstream connection slot (see `forward::pool`).
     pinned: crate::forward::Pinned,
+    /// The last Basic credentials verified on this connection.
+    remembered: authenticate::basic::Remembered,
 }
 
 pub struct Gateway {
@@ -225,7 +227,10 @@ impl Gateway {
             }
         };
         record.path.clone_from(&target.path);
-        match self.admit(&target, req.headers(), false, &mut record).await {
+        match self
+            .admit(&target, req.headers(), false, None, &mut record)
+            .await
+        {
             Ok(_) => {
                 record.outcome = "allow";
                 record.status = 200;
@@ -250,6 +255,7 @@ impl Gateway {
             peer_trusted,
             forwarded_for,
             pinned: self.forwarder.pin(),
+            remembered: authenticate::basic::Remembered::default(),
         }
     }
 
@@ -337,7 +343,16 @@ impl Gateway {
 
         // Route, authenticate, authorize.
         let secure = self.secure(req.headers(), peer_trusted);
-        let (route, identity) = match self.admit(&target, req.headers(), secure, record).await {
+        let admitted = self
+            .admit(
+                &target,
+                req.headers(),
+                secure,
+                Some(&conn.remembered),
+                record,
+            )
+            .await;
+        let (route, identity) = match admitted {
             Ok(admitted) => admitted,
             Err((reason, route)) => {
                 // A browser opening a page of a session route goes to the sign-in page;
@@ -419,6 +434,7 @@ impl Gateway {
         target: &Target,
         headers: &HeaderMap,
         secure: bool,
+        remembered: Option<&authenticate::basic::Remembered>,
         record: &mut Record,
     ) -> Result<(Arc<Route>, Option<Identity>), (Reason, Option<Arc<Route>>)> {
         // Route: host first, then the longest path prefix.
@@ -432,7 +448,9 @@ impl Gateway {
         record.route_index = Some(route.index);
 
         // Authenticate: the Authorization header becomes an identity, or a reason.
-        let presented = Presented::new(headers, target.query.as_deref(), record.client_ip, secure);
+        let mut presented =
+            Presented::new(headers, target.query.as_deref(), record.client_ip, secure);
+        presented.remembered = remembered;
         record.token = presented.authorization.and_then(presented_token_id);
         let identity = match self.authenticators.authenticate(route, &presented).await {
             Outcome::Anonymous => None,
@@ -491,7 +509,7 @@ impl Gateway {
         // The question comes from a trusted proxy: its X-Forwarded-Proto is the client's.
         let secure = self.secure(req.headers(), true);
         match self
-            .admit(&target, original.headers(), secure, record)
+            .admit(&target, original.headers(), secure, None, record)
             .await
         {
             Ok((_, identity)) => {

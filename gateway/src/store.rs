@@ -677,6 +677,16 @@ impl Live {
         self.snapshot.load_full()
     }
 
+    /// The snapshot in force, as a weak reference for [`Live::is_snapshot`].
+    pub fn snapshot_weak(&self) -> std::sync::Weak<Snapshot> {
+        Arc::downgrade(&self.snapshot.load())
+    }
+
+    /// Whether `seen` is the snapshot in force.
+    pub fn is_snapshot(&self, seen: &std::sync::Weak<Snapshot>) -> bool {
+        std::ptr::eq(seen.as_ptr(), Arc::as_ptr(&self.snapshot.load()))
+    }
+
     /// Rebuilds the snapshot if another process changed the store (or always, with
     /// `force`). Returns whether it did. Last-use times seen here are kept.
     pub fn reload(&self, force: bool) -> Result<bool, StoreError> {

@@ -16,6 +16,16 @@
 //!
 //! Unknown users are verified against a dummy hash of the same algorithm and cost, so their
 //! answer takes as long as a wrong password for a real user.
+//!
+//! A client connection also remembers the last `Authorization` value it had verified
+//! ([`Remembered`]), so that the next request on it presenting the same value skips the
+//! decoding, the user lookup and the HMAC. It keeps no credential either: only a 128-bit
+//! keyed SipHash of the value (random key per process), with the user, the answer's expiry
+//! and the version of the user sources it came from. The remembered answer is used only
+//! while all of these hold: the same value (compared in constant time), the cached answer's
+//! `cache_ttl` not over, and no user source changed since (an htpasswd reload or a store
+//! change forgets it). The lockout and the account's state are checked again every time, as
+//! on a cache hit.
 
 use std::sync::Arc;
 
@@ -26,6 +36,11 @@ use rand::RngCore;
 use sha2::Sha256;
 
 use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use siphasher::sip128::SipHasher13;
+use subtle::ConstantTimeEq;
 
 use super::hashing::HashPool;
 use super::lockout::Lockout;
@@ -33,7 +48,8 @@ use crate::clock::Clock;
 use crate::config::Server;
 use crate::metrics::Metrics;
 use crate::reason::{CredentialFault, Reason};
-use crate::users::{check_account, Directory};
+use crate::store::LiveUser;
+use crate::users::{check_account, Directory, Version};
 
 type Key = [u8; 32];
 
@@ -48,8 +64,29 @@ type Placeholder<'a> = quick_cache::sync::PlaceholderGuard<
     quick_cache::sync::DefaultLifecycle<Key, Verified>,
 >;
 
+/// A connection's last verified Basic credentials (see the module doc). Shared by the
+/// requests of one connection, which for HTTP/2 run at the same time: one short lock.
+#[derive(Default)]
+pub struct Remembered(Mutex<Option<Memo>>);
+
+struct Memo {
+    /// [`BasicAuth::digest`] of the whole `Authorization` value.
+    digest: Digest,
+    user: String,
+    stored: Option<Arc<LiveUser>>,
+    /// Until when (on authgate's clock) the cached answer holds.
+    until: Duration,
+    version: Version,
+}
+
+/// A keyed SipHash-1-3 of an `Authorization` value: 128 bits, so that no other value can be
+/// found to match it without the process's key.
+pub type Digest = [u8; 16];
+
 pub struct BasicAuth {
     users: Arc<Directory>,
+    /// Keyed once with a random per-process key, for [`BasicAuth::digest`].
+    memo_key: SipHasher13,
     clock: Clock,
     password_max_age: Option<std::time::Duration>,
     /// HMAC-SHA-256 keyed once with a random per-process key; cloned per request so the
@@ -77,8 +114,13 @@ impl BasicAuth {
         // HMAC takes keys of any length, so this cannot fail.
         #[allow(clippy::expect_used)]
         let mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC accepts any key length");
+        let mut memo_key = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut memo_key);
+        let (k0, k1) = memo_key.split_at(8);
+        let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or_default());
         BasicAuth {
             users,
+            memo_key: SipHasher13::new_with_keys(word(k0), word(k1)),
             clock,
             password_max_age: config.password_max_age,
             mac,
@@ -109,17 +151,58 @@ impl BasicAuth {
         ))?;
         let basic = decode_basic(token68)
             .map_err(|e| (Reason::MalformedCredentials(basic_fault(e)), None))?;
-        self.verify(basic.user_id, basic.password, client).await
+        self.verify(basic.user_id, basic.password, client, None)
+            .await
+    }
+
+    /// The digest a connection remembers an `Authorization` value by.
+    pub fn digest(&self, authorization: &[u8]) -> Digest {
+        self.memo_key.hash(authorization).as_bytes()
+    }
+
+    /// The answer `remembered` holds for the `Authorization` value of `digest`, if it still
+    /// stands (see the module doc); None sends the request through [`BasicAuth::verify`].
+    pub fn recall(
+        &self,
+        remembered: &Remembered,
+        digest: &Digest,
+        client: IpAddr,
+    ) -> Option<super::Checked> {
+        let started = std::time::Instant::now();
+        let (user, stored) = {
+            let slot = remembered.0.lock().ok()?;
+            let memo = slot.as_ref()?;
+            let same: bool = memo.digest.ct_eq(digest).into();
+            if !same || memo.until <= self.clock.now() || !self.users.is_current(&memo.version) {
+                return None;
+            }
+            (memo.user.clone(), memo.stored.clone())
+        };
+        // As in `verify`: a banned client or user is refused even with the right password.
+        if let Err(retry_after) = self.lockout.check(client, &user) {
+            return Some(Err((Reason::TooManyFailures { retry_after }, Some(user))));
+        }
+        self.metrics.cache_hit();
+        self.metrics.basic_authentication(started.elapsed());
+        if let Some(account) = &stored {
+            let now = self.clock.now().as_secs();
+            if let Err(reason) = check_account(account, now, Some(self.password_max_age)) {
+                return Some(Err((reason, Some(user))));
+            }
+        }
+        Some(Ok((user, stored)))
     }
 
     /// Checks a user name and password (from Basic credentials or the sign-in form) with
     /// everything Basic does: lockout first, the verification cache, the hashing pool, the
-    /// account's state. Returns the user and, for store users, their record.
+    /// account's state. Returns the user and, for store users, their record. A success is
+    /// remembered in `remember` under the `Authorization` value's digest, when given.
     pub async fn verify(
         &self,
         user_id: String,
         password: authgate_proto::Secret,
         client: IpAddr,
+        remember: Option<(&Remembered, &Digest)>,
     ) -> super::Checked {
         struct Basic {
             user_id: String,
@@ -130,6 +213,7 @@ impl BasicAuth {
         if let Err(retry_after) = self.lockout.check(client, &basic.user_id) {
             return Err((Reason::TooManyFailures { retry_after }, Some(basic.user_id)));
         }
+        let version = remember.map(|_| self.users.version());
         let entry = self.users.find(&basic.user_id);
         let (hash, fingerprint, fault) = match &entry {
             Some(e) => (
@@ -147,10 +231,10 @@ impl BasicAuth {
         let started = std::time::Instant::now();
         let now = self.clock.now();
         let mut fresh = false;
-        let verified = match self.cache.get(&key) {
+        let (verified, until) = match self.cache.get(&key) {
             Some(v) if v.until > now => {
                 self.metrics.cache_hit();
-                v.ok
+                (v.ok, v.until)
             }
             expired => {
                 if expired.is_some() {
@@ -160,17 +244,17 @@ impl BasicAuth {
                 match self.cache.get_value_or_guard_async(&key).await {
                     Ok(v) => {
                         self.metrics.cache_hit();
-                        v.ok
+                        (v.ok, v.until)
                     }
                     Err(guard) => {
                         fresh = true;
                         self.metrics.cache_miss();
-                        let Some(ok) = self.hash_and_cache(guard, hash, basic.password).await
+                        let Some(answer) = self.hash_and_cache(guard, hash, basic.password).await
                         else {
                             self.metrics.hashing_busy();
                             return Err((Reason::HashingBusy, Some(basic.user_id)));
                         };
-                        ok
+                        answer
                     }
                 }
             }
@@ -188,6 +272,17 @@ impl BasicAuth {
                 check_account(stored, now, Some(self.password_max_age))
                     .map_err(|reason| (reason, Some(basic.user_id.clone())))?;
             }
+            if let (Some((remembered, digest)), Some(version)) = (remember, version) {
+                if let Ok(mut slot) = remembered.0.lock() {
+                    *slot = Some(Memo {
+                        digest: *digest,
+                        user: basic.user_id.clone(),
+                        stored: account.stored.clone(),
+                        until,
+                        version,
+                    });
+                }
+            }
             Ok((basic.user_id, account.stored.clone()))
         } else {
             if self.lockout.failure(client, &basic.user_id) {
@@ -199,14 +294,14 @@ impl BasicAuth {
     }
 
     /// Verifies `password` against `hash` on the hashing pool and caches the answer under
-    /// `guard`'s key. None if the pool is busy: that is not an answer, so nothing is cached,
+    /// `guard`'s key; returns it with its expiry. None if the pool is busy: that is not an answer, so nothing is cached,
     /// and dropping the guard lets a waiting request try in turn.
     async fn hash_and_cache(
         &self,
         guard: Placeholder<'_>,
         hash: Arc<crate::users::hash::PasswordHash>,
         password: authgate_proto::Secret,
-    ) -> Option<bool> {
+    ) -> Option<(bool, Duration)> {
         let metrics = Arc::clone(&self.metrics);
         let ok = self
             .hashing
@@ -219,7 +314,7 @@ impl BasicAuth {
         let until = self.clock.now() + self.cache_ttl;
         // Refused only if the entry was removed meanwhile; the answer stands either way.
         let _ = guard.insert(Verified { ok, until });
-        Some(ok)
+        Some((ok, until))
     }
 
     fn cache_key(&self, user: &str, password: &[u8], fingerprint: &[u8; 32]) -> Key {

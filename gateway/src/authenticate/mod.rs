@@ -59,6 +59,9 @@ pub struct Presented<'a> {
     /// The client uses TLS (directly or per a trusted proxy): only the `__Host-` session
     /// cookie counts.
     pub secure: bool,
+    /// The client connection's last verified Basic credentials, when the request came on
+    /// one (not for forward-auth questions, which describe someone else's request).
+    pub remembered: Option<&'a basic::Remembered>,
 }
 
 impl<'a> Presented<'a> {
@@ -74,6 +77,7 @@ impl<'a> Presented<'a> {
             query,
             client,
             secure,
+            remembered: None,
         }
     }
 }
@@ -183,8 +187,20 @@ impl Authenticators {
         // the same; anything else, well-formed or not, goes to the parser, which names the
         // fault (see `decode_plain_basic`).
         if let (true, Some(basic)) = (route.auth.contains(&Scheme::Basic), &self.basic) {
+            // The same value as the connection's last verified one needs no decoding.
+            let remembered = presented
+                .remembered
+                .map(|r| (r, basic.digest(value.as_bytes())));
+            if let Some((r, digest)) = &remembered {
+                if let Some(checked) = basic.recall(r, digest, presented.client) {
+                    return self.password_outcome(checked);
+                }
+            }
             if let Some(c) = authgate_proto::decode_plain_basic(value.as_bytes()) {
-                let checked = basic.verify(c.user_id, c.password, presented.client).await;
+                let remember = remembered.as_ref().map(|(r, digest)| (*r, digest));
+                let checked = basic
+                    .verify(c.user_id, c.password, presented.client, remember)
+                    .await;
                 return self.password_outcome(checked);
             }
         }

@@ -273,7 +273,7 @@ impl SignIn {
             return html_response(StatusCode::NOT_FOUND, "Sign-in is not enabled here.".into());
         };
         let password = authgate_proto::Secret::new(field("password").unwrap_or("").to_owned());
-        match basic.verify(user.clone(), password, client).await {
+        match basic.verify(user.clone(), password, client, None).await {
             Ok((user, _)) => {
                 // A new id at every sign-in (no fixation); the old session, if any, ends.
                 if let Some(old) = sessions.cookie_value(&parts.headers, secure) {

@@ -6,7 +6,7 @@ pub mod hash;
 pub mod htpasswd;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -23,6 +23,17 @@ pub struct Directory {
     /// For unknown users when there is no htpasswd file to imitate: an argon2id hash like
     /// the ones `authgate user add` writes.
     dummy: Arc<PasswordHash>,
+}
+
+/// Which version of each user source was in force: what [`Directory::find`] answered then
+/// holds while [`Directory::is_current`] says so. A source's versions are replaced whole
+/// (an htpasswd reload, a store snapshot rebuild), never changed in place. Weak references:
+/// an old version's users are freed when it is replaced, while its allocation, kept, cannot
+/// be reused by a newer version at the same address.
+#[derive(Default)]
+pub struct Version {
+    htpasswd: Option<Weak<Htpasswd>>,
+    store: Option<Weak<crate::store::Snapshot>>,
 }
 
 /// A user found in a source, with what a password check needs.
@@ -71,6 +82,30 @@ impl Directory {
             fingerprint: e.fingerprint,
             stored: None,
         })
+    }
+
+    /// The versions in force now. Take it before [`Directory::find`], so that a change in
+    /// between makes the version out of date rather than the answer.
+    pub fn version(&self) -> Version {
+        Version {
+            htpasswd: self.htpasswd.as_ref().map(|db| db.current_weak()),
+            store: self.store.as_ref().map(|s| s.snapshot_weak()),
+        }
+    }
+
+    /// Whether every source is still at `version`: two pointer comparisons, no lookup.
+    pub fn is_current(&self, version: &Version) -> bool {
+        let htpasswd = match (&self.htpasswd, &version.htpasswd) {
+            (Some(db), Some(seen)) => db.is_current(seen),
+            (None, None) => true,
+            _ => false,
+        };
+        let store = match (&self.store, &version.store) {
+            (Some(s), Some(seen)) => s.is_snapshot(seen),
+            (None, None) => true,
+            _ => false,
+        };
+        htpasswd && store
     }
 
     /// A hash to verify against for unknown users, so they take as long as known ones.
@@ -152,6 +187,16 @@ impl UserDb {
         self.current.load_full()
     }
 
+    /// The file in force, as a weak reference for [`UserDb::is_current`].
+    pub fn current_weak(&self) -> Weak<Htpasswd> {
+        Arc::downgrade(&self.current.load())
+    }
+
+    /// Whether `seen` is the file in force.
+    pub fn is_current(&self, seen: &Weak<Htpasswd>) -> bool {
+        std::ptr::eq(seen.as_ptr(), Arc::as_ptr(&self.current.load()))
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -213,5 +258,46 @@ pub fn log_reload(db: &UserDb, result: Result<bool, String>) {
         Err(why) => {
             tracing::error!("kept the previous htpasswd file because the new one is broken: {why}")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> (tempfile::TempDir, PathBuf, Arc<Htpasswd>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("users.htpasswd");
+        std::fs::write(&path, text).expect("write");
+        let parsed = Htpasswd::parse(text).map_err(|_| ()).expect("parse");
+        (dir, path, Arc::new(parsed))
+    }
+
+    #[test]
+    fn a_version_holds_until_a_source_is_replaced() {
+        // {SHA} of "password", the cheapest format to parse.
+        let (_dir, path, initial) = file("alice:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n");
+        let db = Arc::new(UserDb::new(path.clone(), initial));
+        let directory = Directory::new(Some(Arc::clone(&db)), None);
+        let version = directory.version();
+        assert!(directory.is_current(&version));
+        assert!(directory.find("alice").is_some());
+
+        // Re-reading the same file is a new version too: what was found may have changed.
+        db.reload(true).expect("reload");
+        assert!(
+            !directory.is_current(&version),
+            "a reload keeps old answers"
+        );
+        let after = directory.version();
+        assert!(directory.is_current(&after));
+
+        // A file that does not parse is not loaded, and the version in force stays.
+        std::fs::write(&path, "alice:not-a-hash\n").expect("write");
+        assert!(db.reload(true).is_err());
+        assert!(directory.is_current(&after));
+
+        // A version from another directory (or none) is never current.
+        assert!(!directory.is_current(&Version::default()));
     }
 }

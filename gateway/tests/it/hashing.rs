@@ -134,3 +134,106 @@ fn a_verification_is_reused_for_cache_ttl_on_the_clock_then_made_again() {
     assert_eq!(kit::get(&gw.url("/"), Some(("alice", "wrong")), &[]).0, 401);
     assert_eq!(upstream.count(), 5);
 }
+
+/// A client connection remembers the Basic credentials it had verified last, and skips the
+/// decoding and the cache lookup when the same value comes again on it. The answers must be
+/// exactly those without it: a different password on the same connection, a ban, the end of
+/// `cache_ttl` and a changed htpasswd file each take effect on that connection at once.
+#[test]
+fn a_kept_connection_gets_the_same_answers_as_new_ones() {
+    use base64::Engine as _;
+    let upstream = Upstream::start();
+    let config = kit::basic_config(
+        &upstream,
+        "[server]\nlisten = \"127.0.0.1:0\"\ncache_ttl = \"60s\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[lockout]\npair_threshold = 3\nban = \"30s\"",
+    )
+    .replace(
+        "htpasswd = \"{dir}/users.htpasswd\"",
+        "htpasswd = \"{dir}/users.htpasswd\"\nwatch = false",
+    );
+    let gw = Gateway::start(
+        &config,
+        &[
+            (
+                "users.htpasswd",
+                &kit::htpasswd(&["-B", "-C", "4"], "alice", "right"),
+            ),
+            ("clock", "0"),
+        ],
+    );
+    let mut conn = std::net::TcpStream::connect(gw.addr).expect("connect");
+    let mut on_conn = |user: &str, password: &str| {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        let request = format!("GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {token}\r\n\r\n");
+        let r = kit::raw_on(&mut conn, request.as_bytes());
+        assert!(
+            !r.head.contains("onnection: close"),
+            "the connection must stay open: {}",
+            r.head
+        );
+        r.status
+    };
+    let hashes = || metric(&gw, "authgate_password_hashes_total");
+
+    assert_eq!(on_conn("alice", "right"), 200);
+    assert_eq!(
+        on_conn("alice", "wrong"),
+        401,
+        "a wrong password on the same connection"
+    );
+    assert_eq!(on_conn("alice", "right"), 200);
+    assert_eq!(on_conn("Alice", "right"), 401, "another user-id");
+    assert_eq!(upstream.count(), 2);
+    assert_eq!(hashes(), 3.0, "right once, then the two wrong ones");
+
+    // Banned from elsewhere: the remembered connection is refused too, and hashes nothing.
+    for _ in 0..2 {
+        assert_eq!(
+            kit::get(&gw.url("/"), Some(("alice", "wrong2")), &[]).0,
+            401
+        );
+    }
+    assert_eq!(
+        on_conn("alice", "right"),
+        429,
+        "a ban holds on a remembered connection"
+    );
+    assert_eq!(
+        upstream.count(),
+        2,
+        "the banned request reached the upstream"
+    );
+
+    // Past the ban, within cache_ttl: no hashing.
+    gw.set_clock(31);
+    let before = hashes();
+    assert_eq!(on_conn("alice", "right"), 200);
+    assert_eq!(hashes(), before, "within cache_ttl nothing is hashed again");
+
+    // Past cache_ttl the password is verified again, on this connection too.
+    gw.set_clock(61);
+    assert_eq!(on_conn("alice", "right"), 200);
+    assert_eq!(
+        hashes(),
+        before + 1.0,
+        "past cache_ttl the password was not verified"
+    );
+    assert_eq!(upstream.count(), 4);
+
+    // A new password in the file: the old one stops working on this connection at once.
+    std::fs::write(
+        gw.path("users.htpasswd"),
+        kit::htpasswd(&["-B", "-C", "4"], "alice", "new"),
+    )
+    .expect("write");
+    gw.signal("HUP");
+    gw.wait_stderr("reloaded the htpasswd file");
+    assert_eq!(
+        on_conn("alice", "right"),
+        401,
+        "the old password after the change"
+    );
+    assert_eq!(upstream.count(), 4, "the old password reached the upstream");
+    assert_eq!(on_conn("alice", "new"), 200);
+    assert_eq!(upstream.count(), 5);
+}

@@ -19,13 +19,15 @@
 //!
 //! A client connection also remembers the last `Authorization` value it had verified
 //! ([`Remembered`]), so that the next request on it presenting the same value skips the
-//! decoding, the user lookup and the HMAC. It keeps no credential either: only a 128-bit
-//! keyed SipHash of the value (random key per process), with the user, the answer's expiry
-//! and the version of the user sources it came from. The remembered answer is used only
-//! while all of these hold: the same value (compared in constant time), the cached answer's
-//! `cache_ttl` not over, and no user source changed since (an htpasswd reload or a store
-//! change forgets it). The lockout and the account's state are checked again every time, as
-//! on a cache hit.
+//! decoding, the user lookup and the HMAC. It keeps no plaintext either: only a 128-bit
+//! keyed SipHash-1-3 of the value (random key per process), with the user, the answer's
+//! expiry and the version of the user sources it came from. Like the cache's HMAC keys, the
+//! digest is no secret from someone who can read the process's memory (the key is there
+//! too): they could test guesses against it, faster than against the HMAC. The remembered
+//! answer is used only while all of these hold: the same value (compared in constant time),
+//! the cached answer's `cache_ttl` not over, and no user source replaced since (an htpasswd
+//! reload or a store change forgets it); a memo found out of date is dropped at once. The
+//! lockout and the account's state are checked again every time, as on a cache hit.
 
 use std::sync::Arc;
 
@@ -83,10 +85,14 @@ struct Memo {
 /// found to match it without the process's key.
 pub type Digest = [u8; 16];
 
+/// The SipHash keyed for [`BasicAuth::digest`]. Its own type so that its `Debug` (which
+/// `siphasher` derives, printing the key) can never be reached from ours.
+struct MemoKey(SipHasher13);
+
 pub struct BasicAuth {
     users: Arc<Directory>,
-    /// Keyed once with a random per-process key, for [`BasicAuth::digest`].
-    memo_key: SipHasher13,
+    /// Keyed once with a random per-process key.
+    memo_key: MemoKey,
     clock: Clock,
     password_max_age: Option<std::time::Duration>,
     /// HMAC-SHA-256 keyed once with a random per-process key; cloned per request so the
@@ -116,11 +122,9 @@ impl BasicAuth {
         let mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC accepts any key length");
         let mut memo_key = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut memo_key);
-        let (k0, k1) = memo_key.split_at(8);
-        let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or_default());
         BasicAuth {
             users,
-            memo_key: SipHasher13::new_with_keys(word(k0), word(k1)),
+            memo_key: MemoKey(SipHasher13::new_with_key(&memo_key)),
             clock,
             password_max_age: config.password_max_age,
             mac,
@@ -157,7 +161,7 @@ impl BasicAuth {
 
     /// The digest a connection remembers an `Authorization` value by.
     pub fn digest(&self, authorization: &[u8]) -> Digest {
-        self.memo_key.hash(authorization).as_bytes()
+        self.memo_key.0.hash(authorization).as_bytes()
     }
 
     /// The answer `remembered` holds for the `Authorization` value of `digest`, if it still
@@ -169,11 +173,17 @@ impl BasicAuth {
         client: IpAddr,
     ) -> Option<super::Checked> {
         let started = std::time::Instant::now();
+        let now = self.clock.now();
         let (user, stored) = {
-            let slot = remembered.0.lock().ok()?;
+            let mut slot = remembered.0.lock().ok()?;
             let memo = slot.as_ref()?;
             let same: bool = memo.digest.ct_eq(digest).into();
-            if !same || memo.until <= self.clock.now() || !self.users.is_current(&memo.version) {
+            if !same {
+                return None;
+            }
+            if memo.until <= now || !self.users.is_current(&memo.version) {
+                // Out of date for good: drop it, and with it the old version's user.
+                *slot = None;
                 return None;
             }
             (memo.user.clone(), memo.stored.clone())
@@ -185,8 +195,8 @@ impl BasicAuth {
         self.metrics.cache_hit();
         self.metrics.basic_authentication(started.elapsed());
         if let Some(account) = &stored {
-            let now = self.clock.now().as_secs();
-            if let Err(reason) = check_account(account, now, Some(self.password_max_age)) {
+            if let Err(reason) = check_account(account, now.as_secs(), Some(self.password_max_age))
+            {
                 return Some(Err((reason, Some(user))));
             }
         }
@@ -294,8 +304,9 @@ impl BasicAuth {
     }
 
     /// Verifies `password` against `hash` on the hashing pool and caches the answer under
-    /// `guard`'s key; returns it with its expiry. None if the pool is busy: that is not an answer, so nothing is cached,
-    /// and dropping the guard lets a waiting request try in turn.
+    /// `guard`'s key; returns it with its expiry. None if the pool is busy: that is not an
+    /// answer, so nothing is cached, and dropping the guard lets a waiting request try in
+    /// turn.
     async fn hash_and_cache(
         &self,
         guard: Placeholder<'_>,

@@ -1422,6 +1422,42 @@ fn store_users_sign_in_and_locking_them_stops_their_sessions() {
     upstream.assert_untouched("a removed user's session");
 }
 
+/// A keep-alive connection remembers the Basic credentials it had verified (see
+/// `basic::Remembered`); a store change made by `authgate user` must still apply to it at the
+/// gateway's next look at the store, as it does to new connections.
+#[test]
+fn a_store_users_lock_and_removal_apply_to_a_kept_basic_connection() {
+    use base64::Engine as _;
+    let (upstream, gw) = start_with("[\"basic\"]", "", false);
+    user_cli_seen(&gw, &["add", "bob", "--bcrypt"], "bob's pw\n");
+    let mut conn = std::net::TcpStream::connect(gw.addr).expect("connect");
+    let token = base64::engine::general_purpose::STANDARD.encode("bob:bob's pw");
+    let request =
+        format!("GET /app HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\nAuthorization: Basic {token}\r\n\r\n");
+    let mut on_conn = || kit::raw_on(&mut conn, request.as_bytes());
+    for _ in 0..2 {
+        let r = on_conn();
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+    assert_eq!(upstream.count(), 2);
+    upstream.clear();
+
+    user_cli_seen(&gw, &["lock", "bob"], "");
+    let r = on_conn();
+    assert_eq!(r.status, 401, "{r:?}");
+    assert!(r.body.contains("account_locked"), "{r:?}");
+    upstream.assert_untouched("a locked user on a kept connection");
+
+    user_cli_seen(&gw, &["unlock", "bob"], "");
+    assert_eq!(on_conn().status, 200, "unlocked again");
+    upstream.clear();
+
+    user_cli_seen(&gw, &["rm", "bob"], "");
+    let r = on_conn();
+    assert_eq!(r.status, 401, "{r:?}");
+    upstream.assert_untouched("a removed user on a kept connection");
+}
+
 /// `authgate user rm` deletes the user's sessions from the store; a running gateway must not
 /// keep honouring them from memory when someone else is later added under the same name.
 #[test]

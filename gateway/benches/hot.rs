@@ -1,5 +1,5 @@
 //! Micro-benchmarks of the per-request hot path: header parsing, path normalisation, route
-//! matching and a verification-cache hit. `cargo bench -p authgate --bench hot`.
+//! matching, a verification-cache hit and a connection's remembered credentials. `cargo bench -p authgate --bench hot`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
@@ -74,8 +74,14 @@ fn route_match_among_21(bencher: divan::Bencher) {
     });
 }
 
-#[divan::bench]
-fn basic_verification_cache_hit(bencher: divan::Bencher) {
+/// A `BasicAuth` for alice (bcrypt cost 10) with her verification cached, and a runtime to
+/// drive it. The directory must outlive the benchmark.
+fn cached_basic() -> (
+    BasicAuth,
+    tokio::runtime::Runtime,
+    tempfile::TempDir,
+    std::net::IpAddr,
+) {
     let dir = tempfile::tempdir().unwrap();
     let line = authgate::users::hash::hash_password(
         b"wonder land",
@@ -107,15 +113,55 @@ fn basic_verification_cache_hit(bencher: divan::Bencher) {
         authgate::clock::Clock::default(),
     );
     let client: std::net::IpAddr = [127, 0, 0, 1].into();
-    let creds = parse_credentials(b"Basic YWxpY2U6d29uZGVyIGxhbmQ=").unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     // The first call pays the bcrypt cost and fills the cache.
+    let creds = parse_credentials(AUTHORIZATION).unwrap();
     rt.block_on(auth.authenticate(&creds, client)).unwrap();
+    (auth, rt, dir, client)
+}
+
+/// alice:wonder land
+const AUTHORIZATION: &[u8] = b"Basic YWxpY2U6d29uZGVyIGxhbmQ=";
+
+#[divan::bench]
+fn basic_verification_cache_hit(bencher: divan::Bencher) {
+    let (auth, rt, _dir, client) = cached_basic();
+    let creds = parse_credentials(AUTHORIZATION).unwrap();
     bencher.bench_local(|| {
         rt.block_on(auth.authenticate(divan::black_box(&creds), client))
+            .unwrap()
+    });
+}
+
+/// What the gateway does for a `Basic` value its connection has not seen: the one-pass
+/// decoding, then the cached verification.
+#[divan::bench]
+fn basic_cache_hit_from_the_header_value(bencher: divan::Bencher) {
+    let (auth, rt, _dir, client) = cached_basic();
+    bencher.bench_local(|| {
+        let c = decode_plain_basic(divan::black_box(AUTHORIZATION)).unwrap();
+        rt.block_on(auth.verify(c.user_id, c.password, client, None))
+            .unwrap()
+    });
+}
+
+/// What the gateway does for the value its connection verified last: the digest, then the
+/// remembered answer (see `basic::Remembered`).
+#[divan::bench]
+fn basic_remembered_by_the_connection(bencher: divan::Bencher) {
+    let (auth, rt, _dir, client) = cached_basic();
+    let remembered = authgate::authenticate::basic::Remembered::default();
+    let c = decode_plain_basic(AUTHORIZATION).unwrap();
+    let digest = auth.digest(AUTHORIZATION);
+    rt.block_on(auth.verify(c.user_id, c.password, client, Some((&remembered, &digest))))
+        .unwrap();
+    bencher.bench_local(|| {
+        let digest = auth.digest(divan::black_box(AUTHORIZATION));
+        auth.recall(&remembered, &digest, client)
+            .expect("remembered")
             .unwrap()
     });
 }

@@ -104,11 +104,16 @@ fn has_control(s: &str) -> bool {
 /// general parser's allocations.
 #[must_use]
 pub fn decode_plain_basic(value: &[u8]) -> Option<BasicCredentials> {
+    decode_token68(plain_basic_token68(value)?).ok()
+}
+
+/// The token68 of an `Authorization` value that starts `Basic ` (the scheme in any case,
+/// RFC 9110 §11.1) with something after it: the only values [`decode_plain_basic`] reads.
+/// None for anything else, without reading the value further.
+#[must_use]
+pub fn plain_basic_token68(value: &[u8]) -> Option<&[u8]> {
     let (scheme, token68) = value.split_at_checked(6)?;
-    if !scheme.eq_ignore_ascii_case(b"Basic ") || token68.is_empty() {
-        return None;
-    }
-    decode_token68(token68).ok()
+    (scheme.eq_ignore_ascii_case(b"Basic ") && !token68.is_empty()).then_some(token68)
 }
 
 /// Encodes `user_id:password` as the Basic token68 (UTF-8, padded standard base64).

@@ -45,7 +45,7 @@ mod fuzz_tests;
 pub use auth::AuthParam;
 pub use basic::{
     basic_challenge, basic_credentials, decode_basic, decode_plain_basic, encode_basic,
-    BasicCredentials, BasicError,
+    plain_basic_token68, BasicCredentials, BasicError,
 };
 pub use challenge::{parse_challenges, render_challenges, Challenge};
 pub use credentials::{parse_credentials, Credentials};

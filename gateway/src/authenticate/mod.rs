@@ -188,10 +188,10 @@ impl Authenticators {
         // fault (see `decode_plain_basic`).
         if let (true, Some(basic)) = (route.auth.contains(&Scheme::Basic), &self.basic) {
             // The same value as the connection's last verified one needs no decoding. Only
-            // Basic values are remembered, so only they are digested.
+            // values `decode_plain_basic` reads are remembered, so only they are digested.
             let remembered = presented
                 .remembered
-                .filter(|_| is_basic(value.as_bytes()))
+                .filter(|_| authgate_proto::plain_basic_token68(value.as_bytes()).is_some())
                 .map(|r| (r, basic.digest(value.as_bytes())));
             if let Some((r, digest)) = &remembered {
                 if let Some(checked) = basic.recall(r, digest, presented.client) {
@@ -309,14 +309,6 @@ impl Authenticators {
             scopes,
         })
     }
-}
-
-/// Whether an `Authorization` value names the Basic scheme (RFC 9110 §11.1: the scheme is
-/// case-insensitive), as every value `decode_plain_basic` reads does.
-fn is_basic(value: &[u8]) -> bool {
-    value
-        .get(..6)
-        .is_some_and(|s| s.eq_ignore_ascii_case(b"Basic "))
 }
 
 fn no_such_token(code: &'static str) -> Reason {

@@ -673,21 +673,24 @@ fn request_id(headers: &HeaderMap, peer_trusted: bool) -> String {
             }
         }
     }
-    // 128 bits of SipHash over a process-wide counter under keys drawn at start
-    // (`RandomState`): unique, unpredictable to clients and revealing nothing about how many
-    // requests came before, for a fraction of a CSPRNG draw on the request path.
-    use std::hash::BuildHasher;
+    // 128 bits of SipHash-1-3 over a process-wide counter under a key drawn at start:
+    // unique, unpredictable to clients and revealing nothing about how many requests came
+    // before, for a fraction of a CSPRNG draw on the request path. One 128-bit hash, not two
+    // 64-bit ones. The key lives only in this static, which has no `Debug`.
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::OnceLock;
-    static KEYS: OnceLock<std::collections::hash_map::RandomState> = OnceLock::new();
+    static KEY: OnceLock<siphasher::sip128::SipHasher13> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let keys = KEYS.get_or_init(std::collections::hash_map::RandomState::new);
+    let key = KEY.get_or_init(|| {
+        use rand::RngCore;
+        let mut key = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut key);
+        siphasher::sip128::SipHasher13::new_with_key(&key)
+    });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let mut s = String::with_capacity(32);
-    for half in [keys.hash_one((n, 0u8)), keys.hash_one((n, 1u8))] {
-        for b in half.to_be_bytes() {
-            crate::ascii::push_hex(&mut s, b);
-        }
+    for b in key.hash(&n.to_le_bytes()).as_bytes() {
+        crate::ascii::push_hex(&mut s, b);
     }
     s
 }

@@ -689,15 +689,17 @@ impl Live {
 
     /// Rebuilds the snapshot if another process changed the store (or always, with
     /// `force`). Returns whether it did. Last-use times seen here are kept.
+    ///
+    /// The store's version counts as seen only once the snapshot is rebuilt: a reload that
+    /// fails part-way (the database busy beyond the busy timeout, a read error) leaves the
+    /// old snapshot in force and is tried again at the next call, not skipped until another
+    /// process changes the store again. (Reading rows newer than `version` is harmless: it
+    /// only makes the next call rebuild once more.)
     pub fn reload(&self, force: bool) -> Result<bool, StoreError> {
         let store = lock(&self.store);
         let version = store.data_version()?;
-        {
-            let mut seen = lock(&self.version);
-            if !force && *seen == version {
-                return Ok(false);
-            }
-            *seen = version;
+        if !force && *lock(&self.version) == version {
+            return Ok(false);
         }
         let old = self.snapshot.load_full();
         let mut users = HashMap::new();
@@ -768,6 +770,7 @@ impl Live {
             }
         }
         self.snapshot.store(Arc::new(Snapshot { users, tokens }));
+        *lock(&self.version) = version;
         Ok(true)
     }
 
@@ -1009,6 +1012,31 @@ mod tests {
         let t = Arc::clone(&live.snapshot().tokens["t1"]);
         assert!(t.revoked);
         assert_eq!(t.active_at(), 500);
+    }
+
+    #[test]
+    fn a_reload_that_fails_is_tried_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        let live = Live::open(&path).unwrap();
+        // Another process adds a user, and the tokens cannot be read for a while (the table
+        // is renamed away here: a stand-in for a read that fails after the store changed).
+        let mut cli = Store::open(&path).unwrap();
+        cli.add_user(&user("bob")).unwrap();
+        cli.conn
+            .execute_batch("ALTER TABLE tokens RENAME TO tokens_away")
+            .unwrap();
+        assert!(live.reload(false).is_err());
+        assert!(live.snapshot().users.is_empty());
+        // The reads work again with no further commit from another connection (this is the
+        // gateway's own connection, so the store's version does not move).
+        lock(&live.store)
+            .conn
+            .execute_batch("ALTER TABLE tokens_away RENAME TO tokens")
+            .unwrap();
+        assert!(live.reload(false).unwrap());
+        assert!(live.snapshot().users.contains_key("bob"));
+        assert!(!live.reload(false).unwrap());
     }
 
     #[test]

@@ -240,7 +240,6 @@ impl BasicAuth {
         );
         let started = std::time::Instant::now();
         let now = self.clock.now();
-        let mut fresh = false;
         let (verified, until) = match self.cache.get(&key) {
             Some(v) if v.until > now => {
                 self.metrics.cache_hit();
@@ -257,7 +256,6 @@ impl BasicAuth {
                         (v.ok, v.until)
                     }
                     Err(guard) => {
-                        fresh = true;
                         self.metrics.cache_miss();
                         let Some(answer) = self.hash_and_cache(guard, hash, basic.password).await
                         else {
@@ -271,11 +269,11 @@ impl BasicAuth {
         };
         self.metrics.basic_authentication(started.elapsed());
         if let (true, Some(account)) = (verified, &entry) {
-            // Only first sign-ins (cache misses) touch the lockout state, so cached requests
-            // take no lock.
-            if fresh {
-                self.lockout.success(client, &basic.user_id);
-            }
+            // Every verified password, cached or not, makes the client known for the user
+            // (README "Brute-force protection"): a device whose sign-ins all come from the
+            // cache must not be locked out with the strangers. Requests the connection's memo
+            // answers come after one of these.
+            self.lockout.success(client, &basic.user_id);
             // The account's state is checked after the password, so only its owner learns it.
             if let Some(stored) = &account.stored {
                 let now = self.clock.now().as_secs();

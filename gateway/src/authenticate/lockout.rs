@@ -7,20 +7,69 @@
 //! its threshold, only clients that have not signed in as that user recently are refused.
 //! A client that authenticated as the user within `known_client` keeps getting in, so a
 //! flood from other addresses cannot lock the user out of the places they already use.
+//!
+//! A client is counted by its address, an IPv6 client by its /64 ([`ClientKey`]): one host
+//! can use every address of its /64 at will, so counting single IPv6 addresses would let it
+//! guess without end (and would forget a real user whose temporary address changed).
+//!
+//! The tables are bounded: a sweep drops the counters whose window and ban are over when a
+//! table has doubled since the last sweep (so sweeping costs O(1) per failure, amortised), and
+//! a table that is still full after a sweep drops a tenth of its unbanned counters, those with
+//! the fewest failures first. Bans in force are never dropped. Lookups take the user name as
+//! a `&str` and allocate nothing; only a new counter or a new known client allocates.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::Mutex;
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::clock::Clock;
 use crate::config::Lockout as Settings;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Key {
-    Client(IpAddr),
-    User(String),
-    Pair(IpAddr, String),
+/// What a client is counted as: an IPv4 address, or the /64 of an IPv6 address (RFC 4291
+/// §2.5.1: the low 64 bits are the interface identifier, which a host chooses itself and
+/// changes at will, RFC 8981). IPv4-mapped IPv6 addresses count as their IPv4 address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientKey(IpAddr);
+
+impl ClientKey {
+    pub fn of(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(_) => ClientKey(ip),
+            IpAddr::V6(a) => match a.to_ipv4_mapped() {
+                Some(v4) => ClientKey(IpAddr::V4(v4)),
+                None => {
+                    let s = a.segments();
+                    ClientKey(IpAddr::V6(Ipv6Addr::new(
+                        s[0], s[1], s[2], s[3], 0, 0, 0, 0,
+                    )))
+                }
+            },
+        }
+    }
+
+    /// `192.0.2.1` or `2001:db8:1:2::/64`, as the dashboard shows it and `unban` takes it.
+    fn show(self) -> String {
+        match self.0 {
+            IpAddr::V4(a) => a.to_string(),
+            IpAddr::V6(a) => format!("{a}/64"),
+        }
+    }
+
+    /// An address (any of the /64, for IPv6) or the form [`ClientKey::show`] gives.
+    fn parse(text: &str) -> Option<Self> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (text, None),
+        };
+        let ip: IpAddr = addr.parse().ok()?;
+        match (ip, prefix) {
+            (_, None) | (IpAddr::V6(_), Some("64")) | (IpAddr::V4(_), Some("32")) => {
+                Some(ClientKey::of(ip))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// A ban in force, as the dashboard shows it.
@@ -43,24 +92,140 @@ struct Entry {
     bans: u32,
 }
 
+impl Entry {
+    fn live(&self, now: Duration, window: Duration) -> bool {
+        self.banned_until > now || self.window_start.saturating_add(window) > now
+    }
+}
+
+/// The failure counters, by kind; pairs by client, then user, so a lookup by `&str` needs
+/// no key to be built.
+#[derive(Default)]
+struct Counters {
+    clients: HashMap<ClientKey, Entry>,
+    users: HashMap<String, Entry>,
+    pairs: HashMap<ClientKey, HashMap<String, Entry>>,
+    /// Entries in `pairs`' inner maps.
+    pair_count: usize,
+    /// The size at which the next sweep runs.
+    next_sweep: usize,
+}
+
+impl Counters {
+    fn len(&self) -> usize {
+        self.clients.len() + self.users.len() + self.pair_count
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn pair(&self, client: ClientKey, user: &str) -> Option<&Entry> {
+        self.pairs.get(&client).and_then(|m| m.get(user))
+    }
+
+    fn remove_pair(&mut self, client: ClientKey, user: &str) -> bool {
+        let Some(by_user) = self.pairs.get_mut(&client) else {
+            return false;
+        };
+        let removed = by_user.remove(user).is_some();
+        if by_user.is_empty() {
+            self.pairs.remove(&client);
+        }
+        if removed {
+            self.pair_count -= 1;
+        }
+        removed
+    }
+
+    /// Keeps the counters for which `keep` holds.
+    fn retain(&mut self, mut keep: impl FnMut(&Entry) -> bool) {
+        self.clients.retain(|_, e| keep(e));
+        self.users.retain(|_, e| keep(e));
+        self.pairs.retain(|_, by_user| {
+            by_user.retain(|_, e| keep(e));
+            !by_user.is_empty()
+        });
+        self.pair_count = self.pairs.values().map(HashMap::len).sum();
+    }
+
+    /// Before a new counter is added: the bounds of the module doc.
+    fn make_room(&mut self, now: Duration, window: Duration) {
+        if self.len() < self.next_sweep.max(SWEEP_AT) {
+            return;
+        }
+        self.retain(|e| e.live(now, window));
+        if self.len() >= MAX_ENTRIES {
+            // Drop a tenth: the unbanned counters with the fewest failures.
+            let mut counts: Vec<u32> = Vec::new();
+            let mut collect = |e: &Entry| {
+                if e.banned_until <= now {
+                    counts.push(e.failures);
+                }
+            };
+            self.clients.values().for_each(&mut collect);
+            self.users.values().for_each(&mut collect);
+            self.pairs
+                .values()
+                .flat_map(HashMap::values)
+                .for_each(&mut collect);
+            let mut budget = (MAX_ENTRIES / 10).min(counts.len());
+            if budget > 0 {
+                let (_, cutoff, _) = counts.select_nth_unstable(budget - 1);
+                let cutoff = *cutoff;
+                self.retain(|e| {
+                    if e.banned_until > now || e.failures > cutoff || budget == 0 {
+                        true
+                    } else {
+                        budget -= 1;
+                        false
+                    }
+                });
+            }
+            if self.len() >= MAX_ENTRIES {
+                tracing::warn!(
+                    entries = self.len(),
+                    "lockout: the failure table is full of bans in force"
+                );
+            }
+        }
+        self.next_sweep = (2 * self.len()).clamp(SWEEP_AT, MAX_ENTRIES);
+    }
+}
+
 pub struct Lockout {
     settings: Settings,
     clock: Clock,
-    entries: Mutex<HashMap<Key, Entry>>,
-    /// (client, user) -> time of the last successful sign-in.
-    known: Mutex<HashMap<(IpAddr, String), Duration>>,
+    counters: Mutex<Counters>,
+    /// client -> user -> time of the last successful sign-in.
+    known: Mutex<Known>,
 }
 
-/// Entries kept before expired ones are swept.
-const SWEEP_AT: usize = 100_000;
+#[derive(Default)]
+struct Known {
+    by_client: HashMap<ClientKey, HashMap<String, Duration>>,
+    count: usize,
+    next_sweep: usize,
+}
+
+/// The table size below which no sweep runs.
+const SWEEP_AT: usize = 10_000;
+/// Counters (or known clients) kept at most, bans in force aside: ~40 MB at most.
+const MAX_ENTRIES: usize = 250_000;
+
+/// A lock whose holder panicked still guards plain data: keep using it rather than turn the
+/// protection off.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 impl Lockout {
     pub fn new(settings: Settings, clock: Clock) -> Self {
         Lockout {
             settings,
             clock,
-            entries: Mutex::new(HashMap::new()),
-            known: Mutex::new(HashMap::new()),
+            counters: Mutex::new(Counters::default()),
+            known: Mutex::new(Known::default()),
         }
     }
 
@@ -69,19 +234,19 @@ impl Lockout {
         if !self.settings.enabled {
             return Ok(());
         }
-        let Ok(entries) = self.entries.lock() else {
-            return Ok(());
-        };
-        // The normal case: nobody has failed lately, so nothing to look up or allocate (nor
-        // a clock to read).
-        if entries.is_empty() {
+        let client = ClientKey::of(client);
+        let counters = lock(&self.counters);
+        // The normal case: nobody has failed lately, so nothing to look up (nor a clock to
+        // read).
+        if counters.is_empty() {
             return Ok(());
         }
         let now = self.clock.now();
-        let until = |k: &Key| entries.get(k).map_or(Duration::ZERO, |e| e.banned_until);
+        let until = |e: Option<&Entry>| e.map_or(Duration::ZERO, |e| e.banned_until);
         let mut banned =
-            until(&Key::Client(client)).max(until(&Key::Pair(client, user.to_string())));
-        let user_ban = until(&Key::User(user.to_string()));
+            until(counters.clients.get(&client)).max(until(counters.pair(client, user)));
+        let user_ban = until(counters.users.get(user));
+        drop(counters);
         if user_ban > now && !self.is_known(client, user, now) {
             banned = banned.max(user_ban);
         }
@@ -97,123 +262,186 @@ impl Lockout {
         if !self.settings.enabled {
             return false;
         }
+        let client = ClientKey::of(client);
         let now = self.clock.now();
-        let Ok(mut entries) = self.entries.lock() else {
-            return false;
-        };
-        if entries.len() > SWEEP_AT {
-            let window = self.settings.window;
-            entries.retain(|_, e| e.banned_until > now || e.window_start + window > now);
+        let s = &self.settings;
+        let mut counters = lock(&self.counters);
+        let fresh = !counters.clients.contains_key(&client)
+            || !counters.users.contains_key(user)
+            || counters.pair(client, user).is_none();
+        if fresh {
+            counters.make_room(now, s.window);
         }
-        let mut banned = false;
-        for (key, threshold) in [
-            (Key::Client(client), self.settings.client_threshold),
-            (Key::User(user.to_string()), self.settings.user_threshold),
-            (
-                Key::Pair(client, user.to_string()),
-                self.settings.pair_threshold,
-            ),
-        ] {
-            let e = entries.entry(key).or_default();
-            if now >= e.window_start + self.settings.window {
-                e.window_start = now;
-                e.failures = 0;
-            }
-            e.failures += 1;
-            if e.failures >= threshold && e.banned_until <= now {
-                let factor = 1u32.checked_shl(e.bans.min(16)).unwrap_or(u32::MAX);
-                let ban = self
-                    .settings
-                    .ban
-                    .saturating_mul(factor)
-                    .min(self.settings.max_ban);
-                e.banned_until = now + ban;
-                e.bans = e.bans.saturating_add(1);
-                e.failures = 0;
-                e.window_start = now;
-                banned = true;
-            }
+        let mut banned = count(
+            counters.clients.entry(client).or_default(),
+            s.client_threshold,
+            now,
+            s,
+        );
+        let users = &mut counters.users;
+        let entry = match users.get_mut(user) {
+            Some(e) => e,
+            None => users.entry(user.to_owned()).or_default(),
+        };
+        banned |= count(entry, s.user_threshold, now, s);
+        let by_user = counters.pairs.entry(client).or_default();
+        let added = !by_user.contains_key(user);
+        let entry = match by_user.get_mut(user) {
+            Some(e) => e,
+            None => by_user.entry(user.to_owned()).or_default(),
+        };
+        banned |= count(entry, s.pair_threshold, now, s);
+        if added {
+            counters.pair_count += 1;
         }
         banned
     }
 
-    /// A successful sign-in: clears the pair's count and remembers the client for the user.
+    /// A successful sign-in (a verified password, from the cache or not): clears the pair's
+    /// count and remembers the client for the user. Allocates only for a client or user not
+    /// seen before.
     pub fn success(&self, client: IpAddr, user: &str) {
         if !self.settings.enabled {
             return;
         }
-        let now = self.clock.now();
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.remove(&Key::Pair(client, user.to_string()));
-        }
-        if let Ok(mut known) = self.known.lock() {
-            if known.len() > SWEEP_AT {
-                let keep = self.settings.known_client;
-                known.retain(|_, t| *t + keep > now);
+        let client = ClientKey::of(client);
+        {
+            let mut counters = lock(&self.counters);
+            if !counters.is_empty() {
+                counters.remove_pair(client, user);
             }
-            known.insert((client, user.to_string()), now);
         }
+        let now = self.clock.now();
+        let mut known = lock(&self.known);
+        if let Some(t) = known
+            .by_client
+            .get_mut(&client)
+            .and_then(|m| m.get_mut(user))
+        {
+            *t = now;
+            return;
+        }
+        if known.count >= known.next_sweep.max(SWEEP_AT) {
+            let keep = self.settings.known_client;
+            let fresh = |t: &Duration| t.saturating_add(keep) > now;
+            known.by_client.retain(|_, by_user| {
+                by_user.retain(|_, t| fresh(t));
+                !by_user.is_empty()
+            });
+            if known.by_client.values().map(HashMap::len).sum::<usize>() >= MAX_ENTRIES {
+                // Full of recent sign-ins: forget the oldest tenth.
+                let mut times: Vec<Duration> = known
+                    .by_client
+                    .values()
+                    .flat_map(HashMap::values)
+                    .copied()
+                    .collect();
+                let (_, cutoff, _) = times.select_nth_unstable(MAX_ENTRIES / 10);
+                let cutoff = *cutoff;
+                known.by_client.retain(|_, by_user| {
+                    by_user.retain(|_, t| *t > cutoff);
+                    !by_user.is_empty()
+                });
+            }
+            known.count = known.by_client.values().map(HashMap::len).sum();
+            known.next_sweep = (2 * known.count).clamp(SWEEP_AT, MAX_ENTRIES);
+        }
+        known
+            .by_client
+            .entry(client)
+            .or_default()
+            .insert(user.to_owned(), now);
+        known.count += 1;
     }
 
-    fn is_known(&self, client: IpAddr, user: &str, now: Duration) -> bool {
-        self.known
-            .lock()
-            .ok()
-            .and_then(|k| k.get(&(client, user.to_string())).copied())
-            .is_some_and(|t| t + self.settings.known_client > now)
+    fn is_known(&self, client: ClientKey, user: &str, now: Duration) -> bool {
+        lock(&self.known)
+            .by_client
+            .get(&client)
+            .and_then(|m| m.get(user))
+            .is_some_and(|t| t.saturating_add(self.settings.known_client) > now)
     }
 
     /// The bans in force now, for the dashboard.
     pub fn bans(&self) -> Vec<Ban> {
         let now = self.clock.now();
-        let Ok(entries) = self.entries.lock() else {
-            return Vec::new();
+        let counters = lock(&self.counters);
+        let ban = |kind, client: Option<ClientKey>, user: Option<&String>, e: &Entry| Ban {
+            kind,
+            client: client.map(ClientKey::show),
+            user: user.cloned(),
+            seconds_left: (e.banned_until - now).as_secs().max(1),
+            bans: e.bans,
         };
-        let mut bans: Vec<Ban> = entries
-            .iter()
-            .filter(|(_, e)| e.banned_until > now)
-            .map(|(k, e)| {
-                let (kind, client, user) = match k {
-                    Key::Client(c) => ("client", Some(c.to_string()), None),
-                    Key::User(u) => ("user", None, Some(u.clone())),
-                    Key::Pair(c, u) => ("pair", Some(c.to_string()), Some(u.clone())),
-                };
-                Ban {
-                    kind,
-                    client,
-                    user,
-                    seconds_left: (e.banned_until - now).as_secs().max(1),
-                    bans: e.bans,
+        let banned = |e: &&Entry| e.banned_until > now;
+        let mut bans: Vec<Ban> = Vec::new();
+        for (c, e) in &counters.clients {
+            if banned(&e) {
+                bans.push(ban("client", Some(*c), None, e));
+            }
+        }
+        for (u, e) in &counters.users {
+            if banned(&e) {
+                bans.push(ban("user", None, Some(u), e));
+            }
+        }
+        for (c, by_user) in &counters.pairs {
+            for (u, e) in by_user {
+                if banned(&e) {
+                    bans.push(ban("pair", Some(*c), Some(u), e));
                 }
-            })
-            .collect();
+            }
+        }
         bans.sort_by_key(|b| std::cmp::Reverse(b.seconds_left));
         bans
     }
 
-    /// Lifts a ban (and forgets its failures). Returns whether there was one.
+    /// Lifts a ban (and forgets its failures). `client` is an address (for IPv6, any of its
+    /// /64) or the form the dashboard shows. Returns whether there was one.
     pub fn unban(&self, kind: &str, client: Option<&str>, user: Option<&str>) -> bool {
-        let client: Option<IpAddr> = client.and_then(|c| c.parse().ok());
-        let key = match (kind, client, user) {
-            ("client", Some(c), _) => Key::Client(c),
-            ("user", _, Some(u)) => Key::User(u.to_string()),
-            ("pair", Some(c), Some(u)) => Key::Pair(c, u.to_string()),
-            _ => return false,
-        };
-        self.entries
-            .lock()
-            .map(|mut e| e.remove(&key).is_some())
-            .unwrap_or(false)
+        let client = client.and_then(ClientKey::parse);
+        let mut counters = lock(&self.counters);
+        match (kind, client, user) {
+            ("client", Some(c), _) => counters.clients.remove(&c).is_some(),
+            ("user", _, Some(u)) => counters.users.remove(u).is_some(),
+            ("pair", Some(c), Some(u)) => counters.remove_pair(c, u),
+            _ => false,
+        }
     }
 
     /// Clients and user names banned now, for metrics.
     pub fn active_bans(&self) -> usize {
         let now = self.clock.now();
-        self.entries
-            .lock()
-            .map(|e| e.values().filter(|e| e.banned_until > now).count())
-            .unwrap_or(0)
+        let counters = lock(&self.counters);
+        let banned = |e: &Entry| e.banned_until > now;
+        counters.clients.values().filter(|e| banned(e)).count()
+            + counters.users.values().filter(|e| banned(e)).count()
+            + counters
+                .pairs
+                .values()
+                .flat_map(HashMap::values)
+                .filter(|e| banned(e))
+                .count()
     }
+}
+
+/// One more failure on `e`; true if it imposed a new ban.
+fn count(e: &mut Entry, threshold: u32, now: Duration, s: &Settings) -> bool {
+    if now >= e.window_start.saturating_add(s.window) {
+        e.window_start = now;
+        e.failures = 0;
+    }
+    e.failures = e.failures.saturating_add(1);
+    if e.failures >= threshold && e.banned_until <= now {
+        let factor = 1u32.checked_shl(e.bans.min(16)).unwrap_or(u32::MAX);
+        let ban = s.ban.saturating_mul(factor).min(s.max_ban);
+        e.banned_until = now.saturating_add(ban);
+        e.bans = e.bans.saturating_add(1);
+        e.failures = 0;
+        e.window_start = now;
+        return true;
+    }
+    false
 }
 
 #[cfg(test)]
@@ -264,5 +492,87 @@ mod tests {
             l.check(home, "alice").is_ok(),
             "but not for the user's known client"
         );
+    }
+
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_64() {
+        let mut s = settings();
+        s.client_threshold = 3;
+        s.pair_threshold = 100;
+        s.user_threshold = 100;
+        let l = Lockout::new(s, Clock::default());
+        // One host moving through its /64, a new address and user name for each guess.
+        for (i, a) in ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:aaaa::3"]
+            .iter()
+            .enumerate()
+        {
+            l.failure(a.parse().expect("ip"), &format!("user{i}"));
+        }
+        let same_64: IpAddr = "2001:db8:1:2:ffff::9".parse().expect("ip");
+        assert!(l.check(same_64, "alice").is_err(), "the /64 is banned");
+        let next_64: IpAddr = "2001:db8:1:3::1".parse().expect("ip");
+        assert!(l.check(next_64, "alice").is_ok(), "the next /64 is not");
+        // IPv4-mapped addresses are their IPv4 address.
+        let v4: IpAddr = "192.0.2.7".parse().expect("ip");
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().expect("ip");
+        assert_eq!(ClientKey::of(v4), ClientKey::of(mapped));
+        // The dashboard shows the /64, and unban takes that or any address in it.
+        let bans = l.bans();
+        assert_eq!(bans.len(), 1);
+        assert_eq!(bans[0].client.as_deref(), Some("2001:db8:1:2::/64"));
+        assert!(!l.unban("client", Some("2001:db8:1:2::/48"), None));
+        assert!(l.unban("client", Some("2001:db8:1:2::/64"), None));
+        l.failure(same_64, "x");
+        l.failure(same_64, "y");
+        l.failure(same_64, "z");
+        assert!(l.check(same_64, "alice").is_err());
+        assert!(l.unban("client", Some("2001:db8:1:2::1234"), None));
+        assert!(l.check(same_64, "alice").is_ok());
+    }
+
+    #[test]
+    fn the_tables_stay_bounded_and_keep_bans_in_force() {
+        let l = Lockout::new(settings(), Clock::default());
+        let attacker: IpAddr = "198.51.100.1".parse().expect("ip");
+        l.failure(attacker, "bob");
+        l.failure(attacker, "bob");
+        assert!(l.check(attacker, "bob").is_err(), "pair banned");
+        // A flood of single failures, each from a new address for a new user name: three
+        // new counters each, none reaching a threshold.
+        for i in 0..(MAX_ENTRIES / 2) {
+            let [_, b, c, d] = u32::try_from(i).expect("small").to_be_bytes();
+            l.failure(IpAddr::from([10, b, c, d]), &format!("u{i}"));
+            let len = lock(&l.counters).len();
+            assert!(len <= MAX_ENTRIES + 3, "{len} counters");
+        }
+        assert!(l.check(attacker, "bob").is_err(), "the ban survived");
+        // Each successful sign-in is remembered, within the same bound.
+        for i in 0..(MAX_ENTRIES + MAX_ENTRIES / 5) {
+            let [_, b, c, d] = u32::try_from(i).expect("small").to_be_bytes();
+            l.success(IpAddr::from([10, b, c, d]), "carol");
+        }
+        let known = lock(&l.known);
+        assert!(known.count <= MAX_ENTRIES, "{} known", known.count);
+        assert_eq!(
+            known.count,
+            known.by_client.values().map(HashMap::len).sum::<usize>()
+        );
+    }
+
+    #[test]
+    fn durations_past_the_clock_do_not_panic() {
+        let mut s = settings();
+        s.window = Duration::MAX;
+        s.ban = Duration::MAX;
+        s.max_ban = Duration::MAX;
+        s.known_client = Duration::MAX;
+        let l = Lockout::new(s, Clock::default());
+        let a: IpAddr = "192.0.2.1".parse().expect("ip");
+        l.success(a, "alice");
+        for _ in 0..6 {
+            l.failure(a, "bob");
+        }
+        assert!(l.check(a, "bob").is_err());
+        assert!(l.check(a, "alice").is_err(), "the client is banned too");
     }
 }

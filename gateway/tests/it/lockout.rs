@@ -128,3 +128,89 @@ fn a_banned_client_address_is_refused_for_every_user() {
         200
     );
 }
+
+#[test]
+fn a_client_whose_sign_ins_came_from_the_cache_is_known_too() {
+    let upstream = Upstream::start();
+    let gw = start(
+        &upstream,
+        "user_threshold = 5\npair_threshold = 100\nclient_threshold = 100",
+    );
+    // The office verifies the password (a hash); home then signs in from the cache.
+    let office = [("x-forwarded-for", "192.0.2.10")];
+    let home = [("x-forwarded-for", "192.0.2.11")];
+    assert_eq!(
+        kit::get(&gw.url("/"), Some(("alice", "right")), &office).0,
+        200
+    );
+    let hashes = metric(&gw, "authgate_password_hashes_total");
+    assert_eq!(
+        kit::get(&gw.url("/"), Some(("alice", "right")), &home).0,
+        200
+    );
+    assert_eq!(
+        metric(&gw, "authgate_password_hashes_total"),
+        hashes,
+        "home's sign-in came from the cache"
+    );
+    for i in 0..8 {
+        let from = format!("198.51.100.{i}");
+        kit::get(
+            &gw.url("/"),
+            Some(("alice", &format!("pw{i}"))),
+            &[("x-forwarded-for", &from)],
+        );
+    }
+    upstream.clear();
+    let (status, _, _) = kit::get(
+        &gw.url("/"),
+        Some(("alice", "right")),
+        &[("x-forwarded-for", "203.0.113.7")],
+    );
+    assert_eq!(status, 429, "a stranger is refused for alice");
+    upstream.assert_untouched("a stranger during the lockout");
+    assert_eq!(
+        kit::get(&gw.url("/"), Some(("alice", "right")), &home).0,
+        200,
+        "home is known"
+    );
+    assert_eq!(upstream.count(), 1);
+}
+
+#[test]
+fn an_ipv6_client_is_banned_by_its_64() {
+    let upstream = Upstream::start();
+    let gw = start(
+        &upstream,
+        "client_threshold = 4\npair_threshold = 100\nuser_threshold = 100",
+    );
+    // One host, a new address of its /64 for each guess.
+    for i in 1..=4 {
+        let from = format!("2001:db8:1:2::{i:x}");
+        let status = kit::get(
+            &gw.url("/"),
+            Some((&format!("user{i}"), "x")),
+            &[("x-forwarded-for", &from)],
+        )
+        .0;
+        assert_eq!(status, 401);
+    }
+    upstream.clear();
+    let (status, _, _) = kit::get(
+        &gw.url("/"),
+        Some(("alice", "right")),
+        &[("x-forwarded-for", "2001:db8:1:2:beef::1")],
+    );
+    assert_eq!(status, 429, "the whole /64 is banned");
+    upstream.assert_untouched("a banned /64");
+    assert_eq!(
+        kit::get(
+            &gw.url("/"),
+            Some(("alice", "right")),
+            &[("x-forwarded-for", "2001:db8:1:3::1")]
+        )
+        .0,
+        200,
+        "the next /64 is not"
+    );
+}

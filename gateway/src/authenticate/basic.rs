@@ -240,6 +240,7 @@ impl BasicAuth {
         );
         let started = std::time::Instant::now();
         let now = self.clock.now();
+        let mut in_flight = None;
         let (verified, until) = match self.cache.get(&key) {
             Some(v) if v.until > now => {
                 self.metrics.cache_hit();
@@ -257,6 +258,17 @@ impl BasicAuth {
                     }
                     Err(guard) => {
                         self.metrics.cache_miss();
+                        // Counted as in flight until the answer is known (and a failure
+                        // counted), so concurrent guesses cannot pass a threshold together.
+                        in_flight = match self.lockout.attempt(client, &basic.user_id) {
+                            Ok(a) => Some(a),
+                            Err(retry_after) => {
+                                return Err((
+                                    Reason::TooManyFailures { retry_after },
+                                    Some(basic.user_id),
+                                ))
+                            }
+                        };
                         let Some(answer) = self.hash_and_cache(guard, hash, basic.password).await
                         else {
                             self.metrics.hashing_busy();
@@ -293,7 +305,11 @@ impl BasicAuth {
             }
             Ok((basic.user_id, account.stored.clone()))
         } else {
-            if self.lockout.failure(client, &basic.user_id) {
+            let banned = self.lockout.failure(client, &basic.user_id);
+            // Only now, with its failure counted, does this attempt stop counting as in
+            // flight (on the success path it ends when `verify` returns).
+            drop(in_flight);
+            if banned {
                 self.metrics.ban();
                 tracing::warn!(%client, user = %basic.user_id, "too many failed sign-ins: banned");
             }

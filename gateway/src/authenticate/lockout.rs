@@ -90,11 +90,28 @@ struct Entry {
     failures: u32,
     banned_until: Duration,
     bans: u32,
+    /// Attempts being hashed now ([`Lockout::attempt`]).
+    pending: u32,
 }
 
 impl Entry {
     fn live(&self, now: Duration, window: Duration) -> bool {
-        self.banned_until > now || self.window_start.saturating_add(window) > now
+        self.kept(now) || self.window_start.saturating_add(window) > now
+    }
+
+    /// Never dropped to make room: a ban in force, or an attempt in flight.
+    fn kept(&self, now: Duration) -> bool {
+        self.banned_until > now || self.pending > 0
+    }
+
+    /// The failures counting now plus the attempts in flight.
+    fn load(&self, now: Duration, window: Duration) -> u32 {
+        let failures = if now >= self.window_start.saturating_add(window) {
+            0
+        } else {
+            self.failures
+        };
+        failures.saturating_add(self.pending)
     }
 }
 
@@ -159,7 +176,7 @@ impl Counters {
             // Drop a tenth: the unbanned counters with the fewest failures.
             let mut counts: Vec<u32> = Vec::new();
             let mut collect = |e: &Entry| {
-                if e.banned_until <= now {
+                if !e.kept(now) {
                     counts.push(e.failures);
                 }
             };
@@ -174,7 +191,7 @@ impl Counters {
                 let (_, cutoff, _) = counts.select_nth_unstable(budget - 1);
                 let cutoff = *cutoff;
                 self.retain(|e| {
-                    if e.banned_until > now || e.failures > cutoff || budget == 0 {
+                    if e.kept(now) || e.failures > cutoff || budget == 0 {
                         true
                     } else {
                         budget -= 1;
@@ -255,6 +272,54 @@ impl Lockout {
         } else {
             Ok(())
         }
+    }
+
+    /// Before a password is hashed: refused (`Err(seconds)`, the `Retry-After`) when the
+    /// failures so far and the attempts already being hashed would reach a threshold (for
+    /// the user's, only from a client not known for the user, as in [`Lockout::check`]);
+    /// otherwise this attempt counts as in flight until the returned guard drops. Without
+    /// this, concurrent guesses all pass [`Lockout::check`] before the first one has failed,
+    /// and one client could have as many guesses hashed as the hashing queue holds, however
+    /// low the thresholds.
+    pub fn attempt(&self, client: IpAddr, user: &str) -> Result<Attempt<'_>, u64> {
+        if !self.settings.enabled {
+            return Ok(Attempt { counted: None });
+        }
+        let client = ClientKey::of(client);
+        let now = self.clock.now();
+        let s = &self.settings;
+        let known = self.is_known(client, user, now);
+        let mut counters = lock(&self.counters);
+        let full = |e: Option<&Entry>, threshold: u32| {
+            e.is_some_and(|e| e.load(now, s.window) >= threshold)
+        };
+        if full(counters.clients.get(&client), s.client_threshold)
+            || full(counters.pair(client, user), s.pair_threshold)
+            || (!known && full(counters.users.get(user), s.user_threshold))
+        {
+            return Err(1);
+        }
+        counters.make_room(now, s.window);
+        let counters = &mut *counters;
+        let e = counters.clients.entry(client).or_default();
+        e.pending = e.pending.saturating_add(1);
+        let e = match counters.users.get_mut(user) {
+            Some(e) => e,
+            None => counters.users.entry(user.to_owned()).or_default(),
+        };
+        e.pending = e.pending.saturating_add(1);
+        let by_user = counters.pairs.entry(client).or_default();
+        if !by_user.contains_key(user) {
+            counters.pair_count += 1;
+        }
+        let e = match by_user.get_mut(user) {
+            Some(e) => e,
+            None => by_user.entry(user.to_owned()).or_default(),
+        };
+        e.pending = e.pending.saturating_add(1);
+        Ok(Attempt {
+            counted: Some((self, client, user.to_owned())),
+        })
     }
 
     /// Counts a failed attempt; returns true if it imposed a new ban.
@@ -425,6 +490,32 @@ impl Lockout {
     }
 }
 
+/// An attempt being hashed (see [`Lockout::attempt`]); dropping it ends it, whatever the
+/// outcome (a failure is counted by [`Lockout::failure`] before the guard drops).
+pub struct Attempt<'a> {
+    counted: Option<(&'a Lockout, ClientKey, String)>,
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        let Some((lockout, client, user)) = self.counted.take() else {
+            return;
+        };
+        let mut counters = lock(&lockout.counters);
+        let end = |e: Option<&mut Entry>| {
+            if let Some(e) = e {
+                e.pending = e.pending.saturating_sub(1);
+            }
+        };
+        end(counters.clients.get_mut(&client));
+        end(counters.users.get_mut(user.as_str()));
+        end(counters
+            .pairs
+            .get_mut(&client)
+            .and_then(|m| m.get_mut(user.as_str())));
+    }
+}
+
 /// One more failure on `e`; true if it imposed a new ban.
 fn count(e: &mut Entry, threshold: u32, now: Duration, s: &Settings) -> bool {
     if now >= e.window_start.saturating_add(s.window) {
@@ -574,5 +665,48 @@ mod tests {
         }
         assert!(l.check(a, "bob").is_err());
         assert!(l.check(a, "alice").is_err(), "the client is banned too");
+    }
+
+    #[test]
+    fn attempts_in_flight_count_toward_the_thresholds() {
+        // Thresholds: pair 2, user 3, client 5.
+        let l = Lockout::new(settings(), Clock::default());
+        let a: IpAddr = "192.0.2.1".parse().expect("ip");
+        let first = l.attempt(a, "bob").expect("first");
+        let second = l.attempt(a, "bob").expect("second");
+        assert_eq!(
+            l.attempt(a, "bob").err(),
+            Some(1),
+            "past the pair's threshold"
+        );
+        let carol = l
+            .attempt(a, "carol")
+            .expect("another user from the same client");
+        drop(second);
+        let third = l.attempt(a, "bob").expect("room again once one has ended");
+        // A counted failure and an attempt in flight reach the threshold together.
+        l.failure(a, "bob");
+        drop(first);
+        assert!(l.attempt(a, "bob").is_err());
+        drop(third);
+        drop(carol);
+        assert!(
+            l.attempt(a, "bob").is_ok(),
+            "one failure, nothing in flight"
+        );
+        // The user's threshold spares a client known for the user, as `check` does.
+        let home: IpAddr = "192.0.2.50".parse().expect("ip");
+        l.success(home, "dave");
+        let strangers: Vec<Attempt<'_>> = (0..3u8)
+            .map(|i| {
+                l.attempt(IpAddr::from([198, 51, 100, i]), "dave")
+                    .expect("stranger")
+            })
+            .collect();
+        assert!(l
+            .attempt("203.0.113.1".parse().expect("ip"), "dave")
+            .is_err());
+        assert!(l.attempt(home, "dave").is_ok());
+        drop(strangers);
     }
 }

@@ -214,3 +214,35 @@ fn an_ipv6_client_is_banned_by_its_64() {
         "the next /64 is not"
     );
 }
+
+#[test]
+fn concurrent_guesses_cannot_pass_the_threshold_together() {
+    let upstream = Upstream::start();
+    let gw = start(
+        &upstream,
+        "pair_threshold = 3\nuser_threshold = 1000\nclient_threshold = 1000",
+    );
+    let hashes = metric(&gw, "authgate_password_hashes_total");
+    // Two dozen different guesses for alice at once, from one client: each passes the ban
+    // check before any has failed, so only the attempts in flight can hold them back.
+    let url = gw.url("/");
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..24)
+            .map(|i| {
+                let url = &url;
+                s.spawn(move || kit::get(url, Some(("alice", &format!("guess{i}"))), &[]).0)
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("client thread"))
+            .collect()
+    });
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+    let hashed = metric(&gw, "authgate_password_hashes_total") - hashes;
+    assert!(hashed <= 3.0, "{hashed} guesses hashed, threshold 3");
+    upstream.assert_untouched("guesses");
+}

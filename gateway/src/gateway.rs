@@ -438,7 +438,14 @@ impl Gateway {
         record: &mut Record,
     ) -> Result<(Arc<Route>, Option<Identity>), (Reason, Option<Arc<Route>>)> {
         // Route: host first, then the longest path prefix.
-        let Some(route) = self.router.route(&target.host, &target.path) else {
+        let route = self.router.route(&target.host, &target.path);
+        if self.router.case_conflict(&target.host, &target.path, route) {
+            return Err((
+                Reason::AmbiguousPath("a path whose letter case selects another route"),
+                None,
+            ));
+        }
+        let Some(route) = route else {
             return Err((Reason::NoRoute, None));
         };
         record.route = Some(match self.labels.get(route.index) {

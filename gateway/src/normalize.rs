@@ -266,6 +266,9 @@ fn normalize_segment(segment: &str) -> Result<(String, bool), &'static str> {
                     b'/' => return Err("an encoded '/'"),
                     b'\\' => return Err("an encoded '\\'"),
                     0 => return Err("an encoded NUL"),
+                    // A server that decodes before it strips path parameters (Tomcat behind
+                    // a decoding proxy) would read `..%3B` as `..;`, a dot-segment.
+                    b';' => return Err("an encoded ';'"),
                     _ if v.is_ascii_alphanumeric() || matches!(v, b'-' | b'.' | b'_' | b'~') => {
                         had_escape = true;
                         out.push(v as char);

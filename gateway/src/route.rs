@@ -3,6 +3,12 @@
 //! A route with a host beats a route without one; among routes of the same kind the longest
 //! path prefix wins. A prefix matches whole segments: `/admin` covers `/admin` and
 //! `/admin/...` but not `/adminx`. No match: 404 (`no_route`).
+//!
+//! Prefixes match case-sensitively, as RFC 3986 §6.2.2.1 says paths compare; but many
+//! upstreams (Express, ASP.NET Core, IIS, Spring configured so) match paths without regard to
+//! case. So a path whose letter case changes which route it gets (`/ADMIN/x` falling through
+//! to a public `/` while `/admin` is protected) is refused as ambiguous (400), whatever the
+//! upstream: see [`Router::case_conflict`].
 
 use std::sync::Arc;
 
@@ -12,6 +18,8 @@ use crate::config::Route;
 pub struct Router {
     /// Sorted so that the first match is the best one.
     routes: Vec<Arc<Route>>,
+    /// Some route's path prefix has a capital letter.
+    capital_prefix: bool,
 }
 
 impl Router {
@@ -24,7 +32,13 @@ impl Router {
                 .then(b.path.len().cmp(&a.path.len()))
                 .then(a.index.cmp(&b.index))
         });
-        Router { routes }
+        let capital_prefix = routes
+            .iter()
+            .any(|r| r.path.bytes().any(|b| b.is_ascii_uppercase()));
+        Router {
+            routes,
+            capital_prefix,
+        }
     }
 
     /// The best route for `host` and `path` (both already normalised).
@@ -32,6 +46,38 @@ impl Router {
         self.routes
             .iter()
             .find(|r| r.host.as_deref().is_none_or(|h| h == host) && prefix_matches(&r.path, path))
+    }
+}
+
+impl Router {
+    /// Whether `path` would get another route than `chosen` (the answer of [`Router::route`])
+    /// if paths were matched without regard to ASCII case. Costs a scan of the path for
+    /// capitals unless some route's prefix has one.
+    pub fn case_conflict(&self, host: &str, path: &str, chosen: Option<&Arc<Route>>) -> bool {
+        if !self.capital_prefix && !path.bytes().any(|b| b.is_ascii_uppercase()) {
+            return false;
+        }
+        let folded = self.routes.iter().find(|r| {
+            r.host.as_deref().is_none_or(|h| h == host)
+                && prefix_matches_ignoring_case(&r.path, path)
+        });
+        match (chosen, folded) {
+            (Some(a), Some(b)) => !Arc::ptr_eq(a, b),
+            (None, None) => false,
+            _ => true,
+        }
+    }
+}
+
+fn prefix_matches_ignoring_case(prefix: &str, path: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    match (path.get(..prefix.len()), path.get(prefix.len()..)) {
+        (Some(head), Some(rest)) => {
+            head.eq_ignore_ascii_case(prefix) && (rest.is_empty() || rest.starts_with('/'))
+        }
+        _ => false,
     }
 }
 
@@ -82,6 +128,31 @@ mod tests {
         assert_eq!(pick("a", "/admin/api/v1"), Some(2));
         assert_eq!(pick("a", "/admin/apix"), Some(1));
         assert_eq!(pick("x.example", "/admin"), Some(3));
+    }
+
+    #[test]
+    fn a_path_whose_case_picks_another_route_conflicts() {
+        let r = Router::new(&[route(0, None, "/"), route(1, None, "/admin")]);
+        let conflict = |p: &str| r.case_conflict("a", p, r.route("a", p));
+        assert!(conflict("/ADMIN/secret"));
+        assert!(conflict("/Admin"));
+        assert!(!conflict("/admin/Secret"), "the same route either way");
+        assert!(!conflict("/Public/x"));
+        assert!(!conflict("/adminx"));
+        assert!(
+            !conflict("/ADMINX"),
+            "no segment boundary, no route either way"
+        );
+        // A prefix with capitals: the lower-case spelling must not fall through either.
+        let r = Router::new(&[route(0, None, "/"), route(1, None, "/Admin")]);
+        let conflict = |p: &str| r.case_conflict("a", p, r.route("a", p));
+        assert!(!conflict("/Admin/x"));
+        assert!(conflict("/admin/x"));
+        // No route either way is no conflict; a route only one way is.
+        let r = Router::new(&[route(0, None, "/app")]);
+        let conflict = |p: &str| r.case_conflict("a", p, r.route("a", p));
+        assert!(!conflict("/Other"));
+        assert!(conflict("/APP/x"));
     }
 
     #[test]

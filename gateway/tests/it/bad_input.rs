@@ -478,6 +478,13 @@ fn ambiguous_paths_are_refused_even_on_a_public_route() {
         "/admin;x=1",
         "/admin/..;/",
         "/public;/../admin",
+        "/public/..%3B/admin",
+        "/a%3bb",
+        // The letter case changes the route: `/` is public, `/admin` is not, and many
+        // upstreams match paths without regard to case.
+        "/ADMIN/secret",
+        "/Admin",
+        "/%41dmin/secret",
     ] {
         let req = format!(
             "GET {path} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\n\r\n",

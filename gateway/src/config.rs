@@ -578,9 +578,16 @@ impl Checker<'_> {
         let Some(v) = value else {
             return default.to_string();
         };
+        // Letters, digits and '-' only: an '_' (or another token character) would make a
+        // name that CGI, PHP and WSGI read as the same variable as a client's spelling with
+        // '-', which authgate removes only in the canonical form.
+        let plain = v
+            .get_ref()
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
         match http::HeaderName::from_bytes(v.get_ref().as_bytes()) {
-            Ok(name) => name.as_str().to_string(),
-            Err(_) => {
+            Ok(name) if plain => name.as_str().to_string(),
+            _ => {
                 self.error(v, key, "not a valid header name (letters, digits and '-')");
                 default.to_string()
             }
@@ -1573,6 +1580,19 @@ mod tests {
         assert_eq!(errs[0].line, 3);
         assert_eq!(errs[1].key, "route[0].auth");
         assert_eq!(errs[2].key, "route[1].auth");
+    }
+
+    #[test]
+    fn identity_header_names_are_letters_digits_and_dashes() {
+        let route = "[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:1\"\nauth = \"none\"\n";
+        for bad in ["x_login", "x!login", "x login"] {
+            let l = load_text(&format!("[server]\nuser_header = \"{bad}\"\n{route}"));
+            let errs: Vec<_> = l.errors().collect();
+            assert_eq!(errs.len(), 1, "{bad}: {errs:#?}");
+            assert_eq!(errs[0].key, "server.user_header");
+        }
+        let l = load_text(&format!("[server]\nuser_header = \"X-Login\"\n{route}"));
+        assert_eq!(l.errors().count(), 0);
     }
 
     #[test]

@@ -103,7 +103,7 @@ pub fn allow(identity: Option<&Identity>, names: &IdentityHeaders) -> Response<B
     let headers = response.headers_mut();
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Some(id) = identity {
-        let groups = id.groups.join(",");
+        let groups = crate::forward::headers::groups_value(&id.groups);
         for (name, value) in [
             (&names.user, id.user.as_str()),
             (&names.groups, groups.as_str()),

@@ -197,10 +197,19 @@ fn named_in(listed: &[&str], name: &str) -> bool {
     listed.iter().any(|t| t.eq_ignore_ascii_case(name))
 }
 
+/// Fields that make some frameworks (Symfony, Zend, IIS rewrite setups) serve another path
+/// than the request line's. authgate decides on the request line's path, so these never
+/// reach the upstream, not even from a trusted proxy: load balancers pass a client's copy
+/// through. `name` is canonical.
+fn is_url_override(name: &str) -> bool {
+    matches!(name, "x-original-url" | "x-original-uri" | "x-rewrite-url")
+}
+
 /// Whether a request field called `name` (canonical form) must not reach the upstream.
 fn doomed(name: &str, f: &Forwarding<'_>) -> bool {
     is_hop_by_hop(name)
         || is_identity(name)
+        || is_url_override(name)
         || f.names.contains(name)
         || (!f.peer_trusted && is_forwarding(name))
         || (name == "authorization" && !f.pass_authorization)
@@ -224,7 +233,8 @@ pub fn prepare_request(headers: &mut HeaderMap, f: &Forwarding<'_>) {
                 host_is_authority = value.as_bytes() == f.authority.as_bytes();
             }
             let n = canonical(name.as_str());
-            if doomed(&n, f) || named_in(&listed, &n) {
+            // Connection cannot take Host away: the upstream gets the one authgate routed on.
+            if doomed(&n, f) || (name != HOST && named_in(&listed, &n)) {
                 remove.push(name.clone());
             }
         }
@@ -289,8 +299,8 @@ pub fn prepare_request(headers: &mut HeaderMap, f: &Forwarding<'_>) {
         if let Some(n) = &f.names.groups {
             let groups = match &*id.groups {
                 [] => Some(HeaderValue::from_static("")),
-                [one] => HeaderValue::from_str(one).ok(),
-                many => owned_value(many.join(",")),
+                [one] if !one.contains([',', '%']) => HeaderValue::from_str(one).ok(),
+                many => owned_value(groups_value(many)),
             };
             if let Some(v) = groups {
                 headers.insert(n.clone(), v);
@@ -300,6 +310,27 @@ pub fn prepare_request(headers: &mut HeaderMap, f: &Forwarding<'_>) {
             headers.insert(n.clone(), HeaderValue::from_static(id.method.name()));
         }
     }
+}
+
+/// The identity's groups as one field value: the names joined by `,`, with a `,` or `%`
+/// inside a name percent-encoded (`%2C`, `%25`). A group name may come from a JWT's claim,
+/// which an identity provider may let users name: `dev,admins` must not reach an upstream
+/// that splits on `,` as the two groups `dev` and `admins`.
+pub fn groups_value<S: AsRef<str>>(groups: &[S]) -> String {
+    let mut value = String::new();
+    for (i, g) in groups.iter().enumerate() {
+        if i > 0 {
+            value.push(',');
+        }
+        for c in g.as_ref().chars() {
+            match c {
+                ',' => value.push_str("%2C"),
+                '%' => value.push_str("%25"),
+                c => value.push(c),
+            }
+        }
+    }
+    value
 }
 
 /// A header value that takes over `s`'s buffer instead of copying it; None if `s` is not a
@@ -524,6 +555,50 @@ mod tests {
         );
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "https");
+    }
+
+    #[test]
+    fn a_comma_in_a_group_name_cannot_add_a_group() {
+        assert_eq!(groups_value(&["dev,admins"]), "dev%2Cadmins");
+        assert_eq!(groups_value(&["a", "b%2C", "c"]), "a,b%252C,c");
+        assert_eq!(groups_value::<&str>(&[]), "");
+    }
+
+    #[test]
+    fn url_overrides_never_pass_and_connection_cannot_remove_host() {
+        let mut h = map(&[
+            ("Host", "a"),
+            ("Connection", "host, x-original-url"),
+            ("X-Original-URL", "/admin/secret"),
+            ("X-Rewrite-URL", "/admin/secret"),
+            ("X-Original-URI", "/admin/secret"),
+            ("x_original_url", "/admin/secret"),
+        ]);
+        let names = names();
+        prepare_request(
+            &mut h,
+            &Forwarding {
+                identity: None,
+                names: &names,
+                peer: "10.0.0.1".parse().expect("ip"),
+                // Even from a trusted proxy: load balancers pass the client's copy on.
+                peer_trusted: true,
+                forwarded_for: None,
+                authority: "a",
+                request_id: None,
+                pass_authorization: false,
+            },
+        );
+        assert_eq!(h.get("host").map(|v| v.as_bytes()), Some(&b"a"[..]));
+        for gone in [
+            "connection",
+            "x-original-url",
+            "x-rewrite-url",
+            "x-original-uri",
+            "x_original_url",
+        ] {
+            assert!(h.get(gone).is_none(), "{gone} reached the upstream");
+        }
     }
 
     #[test]

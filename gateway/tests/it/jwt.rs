@@ -676,3 +676,27 @@ fn scopes_come_from_the_scope_claim() {
         assert_reached(&send(&gw, &tokens[4]), &upstream, "alice", "bearer");
     }
 }
+
+#[test]
+fn a_comma_in_a_group_name_reaches_the_upstream_encoded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = Key::generate(&dir, Tool::PyJwt, "RS256", "py");
+    let upstream = Upstream::start();
+    let gw = Gateway::start(
+        &config(&upstream, ALL_ALGS, "", ""),
+        &[("jwks.json", &jwks(&[&key]))],
+    );
+    // An identity provider that lets users name groups: `dev,admins` is one group, and an
+    // upstream splitting the header on ',' must not read it as `admins`.
+    let tokens = key.sign_all(&[(
+        json!({}),
+        claims("mallory", json!({ "groups": ["dev,admins", "100%"] })),
+    )]);
+    let r = send(&gw, &tokens[0]);
+    let seen = assert_reached(&r, &upstream, "mallory", "bearer");
+    assert_eq!(
+        seen.header_all("x-authgate-groups"),
+        vec!["100%25,dev%2Cadmins"],
+        "{r}"
+    );
+}

@@ -281,6 +281,11 @@ impl Lockout {
     /// this, concurrent guesses all pass [`Lockout::check`] before the first one has failed,
     /// and one client could have as many guesses hashed as the hashing queue holds, however
     /// low the thresholds.
+    ///
+    /// Attempts in flight count toward a client's threshold only once that client has failed
+    /// in the window: many people signing in at once behind one NAT are many users, each
+    /// limited by their own pair and user counts (identical credentials share one hash, so a
+    /// real user has one attempt in flight), and must not be refused for being many.
     pub fn attempt(&self, client: IpAddr, user: &str) -> Result<Attempt<'_>, u64> {
         if !self.settings.enabled {
             return Ok(Attempt { counted: None });
@@ -293,8 +298,11 @@ impl Lockout {
         let full = |e: Option<&Entry>, threshold: u32| {
             e.is_some_and(|e| e.load(now, s.window) >= threshold)
         };
-        if full(counters.clients.get(&client), s.client_threshold)
-            || full(counters.pair(client, user), s.pair_threshold)
+        let failing = |e: &&Entry| e.load(now, s.window) > e.pending;
+        if full(
+            counters.clients.get(&client).filter(failing),
+            s.client_threshold,
+        ) || full(counters.pair(client, user), s.pair_threshold)
             || (!known && full(counters.users.get(user), s.user_threshold))
         {
             return Err(1);
@@ -708,5 +716,18 @@ mod tests {
             .is_err());
         assert!(l.attempt(home, "dave").is_ok());
         drop(strangers);
+        // Many users signing in at once from one address that has not failed (an office
+        // behind NAT): more in flight than the client threshold (5), none refused.
+        let office: IpAddr = "192.0.2.80".parse().expect("ip");
+        let many: Vec<Attempt<'_>> = (0..8)
+            .map(|i| {
+                l.attempt(office, &format!("staff{i}"))
+                    .expect("a colleague")
+            })
+            .collect();
+        // Once it fails, its attempts in flight count.
+        l.failure(office, "staff0");
+        assert!(l.attempt(office, "staff9").is_err());
+        drop(many);
     }
 }

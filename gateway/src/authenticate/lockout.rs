@@ -510,17 +510,28 @@ impl Drop for Attempt<'_> {
             return;
         };
         let mut counters = lock(&lockout.counters);
-        let end = |e: Option<&mut Entry>| {
-            if let Some(e) = e {
-                e.pending = e.pending.saturating_sub(1);
-            }
+        // A counter that only this attempt made (no failure, no ban) goes again, so that
+        // after a successful sign-in the table is as empty as before and `check` stays the
+        // early return it is when nobody has failed.
+        let end = |e: &mut Entry| {
+            e.pending = e.pending.saturating_sub(1);
+            e.pending == 0 && e.failures == 0 && e.bans == 0
         };
-        end(counters.clients.get_mut(&client));
-        end(counters.users.get_mut(user.as_str()));
-        end(counters
+        let counters = &mut *counters;
+        if counters.clients.get_mut(&client).is_some_and(end) {
+            counters.clients.remove(&client);
+        }
+        if counters.users.get_mut(user.as_str()).is_some_and(end) {
+            counters.users.remove(user.as_str());
+        }
+        let pair_done = counters
             .pairs
             .get_mut(&client)
-            .and_then(|m| m.get_mut(user.as_str())));
+            .and_then(|m| m.get_mut(user.as_str()))
+            .is_some_and(end);
+        if pair_done {
+            counters.remove_pair(client, &user);
+        }
     }
 }
 
@@ -729,5 +740,10 @@ mod tests {
         l.failure(office, "staff0");
         assert!(l.attempt(office, "staff9").is_err());
         drop(many);
+        // Attempts that neither failed nor were banned leave nothing behind.
+        let l = Lockout::new(settings(), Clock::default());
+        drop(l.attempt(office, "staff0").expect("attempt"));
+        l.success(office, "staff0");
+        assert!(lock(&l.counters).is_empty());
     }
 }

@@ -26,6 +26,14 @@ impl Clock {
         Clock { offset_file }
     }
 
+    /// The test clock reading its offset from `file` (unit tests).
+    #[cfg(test)]
+    pub fn with_offset_file(file: PathBuf) -> Self {
+        Clock {
+            offset_file: Some(file),
+        }
+    }
+
     /// Now, as time since the Unix epoch.
     pub fn now(&self) -> Duration {
         let real = SystemTime::now()

@@ -1485,17 +1485,31 @@ impl Checker<'_> {
 
     /// Two routes with the same host and prefix: the second could never match.
     fn check_overlaps(&mut self, raw: &[RawRoute], routes: &[Route]) {
-        let mut seen: BTreeMap<(Option<&str>, &str), usize> = BTreeMap::new();
+        // Keyed by the path in lower case: two prefixes that differ only in letter case could
+        // never both be reached, since a path whose case selects another route is refused as
+        // ambiguous (route.rs).
+        let mut seen: BTreeMap<(Option<&str>, String), (usize, &str)> = BTreeMap::new();
         for r in routes {
-            if let Some(first) = seen.insert((r.host.as_deref(), r.path.as_str()), r.index) {
+            let key = (r.host.as_deref(), r.path.to_ascii_lowercase());
+            if let Some((first, first_path)) = seen.insert(key, (r.index, r.path.as_str())) {
                 if let Some(raw_route) = raw.get(r.index) {
-                    self.error(
-                        &raw_route.path,
-                        &format!("route[{}].path", r.index),
+                    let message = if first_path == r.path {
                         format!(
                             "route[{}] has the same host and path as route[{first}], so it can never match",
                             r.index
-                        ),
+                        )
+                    } else {
+                        format!(
+                            "route[{}]'s path differs from route[{first}]'s only in letter case; \
+                             many upstreams ignore case, so authgate refuses such paths as \
+                             ambiguous: use one spelling",
+                            r.index
+                        )
+                    };
+                    self.error(
+                        &raw_route.path,
+                        &format!("route[{}].path", r.index),
+                        message,
                     );
                 }
             }
@@ -1593,6 +1607,20 @@ mod tests {
         }
         let l = load_text(&format!("[server]\nuser_header = \"X-Login\"\n{route}"));
         assert_eq!(l.errors().count(), 0);
+    }
+
+    #[test]
+    fn routes_differing_only_in_case_are_an_error() {
+        let l = load_text(
+            "[[route]]\npath = \"/api\"\nupstream = \"http://127.0.0.1:1\"\nauth = \"none\"\n[[route]]\npath = \"/API\"\nupstream = \"http://127.0.0.1:1\"\nauth = \"none\"\n",
+        );
+        let errs: Vec<_> = l.errors().collect();
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert!(
+            errs[0].message.contains("only in letter case"),
+            "{}",
+            errs[0].message
+        );
     }
 
     #[test]

@@ -241,6 +241,7 @@ impl BasicAuth {
         let started = std::time::Instant::now();
         let now = self.clock.now();
         let mut in_flight = None;
+        let mut fresh = false;
         let (verified, until) = match self.cache.get(&key) {
             Some(v) if v.until > now => {
                 self.metrics.cache_hit();
@@ -257,6 +258,7 @@ impl BasicAuth {
                         (v.ok, v.until)
                     }
                     Err(guard) => {
+                        fresh = true;
                         self.metrics.cache_miss();
                         // Counted as in flight until the answer is known (and a failure
                         // counted), so concurrent guesses cannot pass a threshold together.
@@ -284,8 +286,8 @@ impl BasicAuth {
             // Every verified password, cached or not, makes the client known for the user
             // (README "Brute-force protection"): a device whose sign-ins all come from the
             // cache must not be locked out with the strangers. Requests the connection's memo
-            // answers come after one of these.
-            self.lockout.success(client, &basic.user_id);
+            // answers come after one of these. Only a hashed one clears the pair's failures.
+            self.lockout.success(client, &basic.user_id, fresh);
             // The account's state is checked after the password, so only its owner learns it.
             if let Some(stored) = &account.stored {
                 let now = self.clock.now().as_secs();

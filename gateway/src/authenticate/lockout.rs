@@ -95,8 +95,13 @@ struct Entry {
 }
 
 impl Entry {
-    fn live(&self, now: Duration, window: Duration) -> bool {
-        self.kept(now) || self.window_start.saturating_add(window) > now
+    /// Still worth keeping: in its window, banned, an attempt in flight, or banned before
+    /// within `max_ban` (so a sweep, which an attacker can force by making counters, does
+    /// not reset the doubling of the next ban).
+    fn live(&self, now: Duration, s: &Settings) -> bool {
+        self.kept(now)
+            || self.window_start.saturating_add(s.window) > now
+            || (self.bans > 0 && self.banned_until.saturating_add(s.max_ban) > now)
     }
 
     /// Never dropped to make room: a ban in force, or an attempt in flight.
@@ -167,17 +172,19 @@ impl Counters {
     }
 
     /// Before a new counter is added: the bounds of the module doc.
-    fn make_room(&mut self, now: Duration, window: Duration) {
+    fn make_room(&mut self, now: Duration, s: &Settings) {
         if self.len() < self.next_sweep.max(SWEEP_AT) {
             return;
         }
-        self.retain(|e| e.live(now, window));
+        self.retain(|e| e.live(now, s));
         if self.len() >= MAX_ENTRIES {
-            // Drop a tenth: the unbanned counters with the fewest failures.
-            let mut counts: Vec<u32> = Vec::new();
+            // Drop a tenth: the unbanned counters never banned before and with the fewest
+            // failures first.
+            let rank = |e: &Entry| (u64::from(e.bans) << 32) | u64::from(e.failures);
+            let mut counts: Vec<u64> = Vec::new();
             let mut collect = |e: &Entry| {
                 if !e.kept(now) {
-                    counts.push(e.failures);
+                    counts.push(rank(e));
                 }
             };
             self.clients.values().for_each(&mut collect);
@@ -191,7 +198,7 @@ impl Counters {
                 let (_, cutoff, _) = counts.select_nth_unstable(budget - 1);
                 let cutoff = *cutoff;
                 self.retain(|e| {
-                    if e.kept(now) || e.failures > cutoff || budget == 0 {
+                    if e.kept(now) || rank(e) > cutoff || budget == 0 {
                         true
                     } else {
                         budget -= 1;
@@ -282,10 +289,11 @@ impl Lockout {
     /// and one client could have as many guesses hashed as the hashing queue holds, however
     /// low the thresholds.
     ///
-    /// Attempts in flight count toward a client's threshold only once that client has failed
-    /// in the window: many people signing in at once behind one NAT are many users, each
-    /// limited by their own pair and user counts (identical credentials share one hash, so a
-    /// real user has one attempt in flight), and must not be refused for being many.
+    /// A client that has not failed in the window and was never banned may have up to twice
+    /// its threshold in flight: many people signing in at once behind one NAT are many users,
+    /// each limited by their own pair and user counts (identical credentials share one hash,
+    /// so a real user has one attempt in flight). Once it has failed, or was banned before,
+    /// its failures and attempts in flight together meet its threshold.
     pub fn attempt(&self, client: IpAddr, user: &str) -> Result<Attempt<'_>, u64> {
         if !self.settings.enabled {
             return Ok(Attempt { counted: None });
@@ -295,19 +303,37 @@ impl Lockout {
         let s = &self.settings;
         let known = self.is_known(client, user, now);
         let mut counters = lock(&self.counters);
+        // A ban imposed since `check` (by an attempt that failed meanwhile).
+        let until = |e: Option<&Entry>| e.map_or(Duration::ZERO, |e| e.banned_until);
+        let mut banned =
+            until(counters.clients.get(&client)).max(until(counters.pair(client, user)));
+        if !known {
+            banned = banned.max(until(counters.users.get(user)));
+        }
+        if banned > now {
+            return Err((banned - now).as_secs().max(1));
+        }
         let full = |e: Option<&Entry>, threshold: u32| {
             e.is_some_and(|e| e.load(now, s.window) >= threshold)
         };
-        let failing = |e: &&Entry| e.load(now, s.window) > e.pending;
-        if full(
-            counters.clients.get(&client).filter(failing),
-            s.client_threshold,
-        ) || full(counters.pair(client, user), s.pair_threshold)
+        // A client that has not failed in the window and was never banned may have up to
+        // twice its threshold in flight (a NAT of colleagues); any other, its threshold.
+        let client_full = counters.clients.get(&client).is_some_and(|e| {
+            let clean = e.load(now, s.window) == e.pending && e.bans == 0;
+            let limit = if clean {
+                s.client_threshold.saturating_mul(2)
+            } else {
+                s.client_threshold
+            };
+            e.load(now, s.window) >= limit
+        });
+        if client_full
+            || full(counters.pair(client, user), s.pair_threshold)
             || (!known && full(counters.users.get(user), s.user_threshold))
         {
             return Err(1);
         }
-        counters.make_room(now, s.window);
+        counters.make_room(now, s);
         let counters = &mut *counters;
         let e = counters.clients.entry(client).or_default();
         e.pending = e.pending.saturating_add(1);
@@ -343,7 +369,7 @@ impl Lockout {
             || !counters.users.contains_key(user)
             || counters.pair(client, user).is_none();
         if fresh {
-            counters.make_room(now, s.window);
+            counters.make_room(now, s);
         }
         let mut banned = count(
             counters.clients.entry(client).or_default(),
@@ -370,18 +396,35 @@ impl Lockout {
         banned
     }
 
-    /// A successful sign-in (a verified password, from the cache or not): clears the pair's
-    /// count and remembers the client for the user. Allocates only for a client or user not
-    /// seen before.
-    pub fn success(&self, client: IpAddr, user: &str) {
+    /// A successful sign-in: remembers the client for the user and, if the password was
+    /// just hashed (`fresh`, not answered from the verification cache), clears the pair's
+    /// failures. A cached answer does not: with a shared /64 or NAT, a real user's requests
+    /// would otherwise keep clearing the count of someone guessing at them from the same
+    /// address. Allocates only for a client or user not seen before.
+    pub fn success(&self, client: IpAddr, user: &str, fresh: bool) {
         if !self.settings.enabled {
             return;
         }
         let client = ClientKey::of(client);
-        {
+        if fresh {
             let mut counters = lock(&self.counters);
-            if !counters.is_empty() {
-                counters.remove_pair(client, user);
+            let in_flight = counters.pair(client, user).map(|e| e.pending);
+            match in_flight {
+                Some(0) => {
+                    counters.remove_pair(client, user);
+                }
+                // Other attempts of the pair are in flight: keep their count.
+                Some(_) => {
+                    if let Some(e) = counters
+                        .pairs
+                        .get_mut(&client)
+                        .and_then(|m| m.get_mut(user))
+                    {
+                        e.failures = 0;
+                        e.bans = 0;
+                    }
+                }
+                None => {}
             }
         }
         let now = self.clock.now();
@@ -537,6 +580,11 @@ impl Drop for Attempt<'_> {
 
 /// One more failure on `e`; true if it imposed a new ban.
 fn count(e: &mut Entry, threshold: u32, now: Duration, s: &Settings) -> bool {
+    // Attempts already in flight when the ban came fail during it: they are not counted, or
+    // they would leave a wall of refusals after the ban (and behind a NAT, for everyone).
+    if e.banned_until > now {
+        return false;
+    }
     if now >= e.window_start.saturating_add(s.window) {
         e.window_start = now;
         e.failures = 0;
@@ -589,7 +637,7 @@ mod tests {
     fn a_user_under_attack_still_gets_in_from_a_known_client() {
         let l = Lockout::new(settings(), Clock::default());
         let home: IpAddr = "192.0.2.1".parse().expect("ip");
-        l.success(home, "alice");
+        l.success(home, "alice", true);
         for i in 0..3u8 {
             l.failure(IpAddr::from([198, 51, 100, i]), "alice");
         }
@@ -659,7 +707,7 @@ mod tests {
         // Each successful sign-in is remembered, within the same bound.
         for i in 0..(MAX_ENTRIES + MAX_ENTRIES / 5) {
             let [_, b, c, d] = u32::try_from(i).expect("small").to_be_bytes();
-            l.success(IpAddr::from([10, b, c, d]), "carol");
+            l.success(IpAddr::from([10, b, c, d]), "carol", true);
         }
         let known = lock(&l.known);
         assert!(known.count <= MAX_ENTRIES, "{} known", known.count);
@@ -678,7 +726,7 @@ mod tests {
         s.known_client = Duration::MAX;
         let l = Lockout::new(s, Clock::default());
         let a: IpAddr = "192.0.2.1".parse().expect("ip");
-        l.success(a, "alice");
+        l.success(a, "alice", true);
         for _ in 0..6 {
             l.failure(a, "bob");
         }
@@ -715,7 +763,7 @@ mod tests {
         );
         // The user's threshold spares a client known for the user, as `check` does.
         let home: IpAddr = "192.0.2.50".parse().expect("ip");
-        l.success(home, "dave");
+        l.success(home, "dave", true);
         let strangers: Vec<Attempt<'_>> = (0..3u8)
             .map(|i| {
                 l.attempt(IpAddr::from([198, 51, 100, i]), "dave")
@@ -743,7 +791,88 @@ mod tests {
         // Attempts that neither failed nor were banned leave nothing behind.
         let l = Lockout::new(settings(), Clock::default());
         drop(l.attempt(office, "staff0").expect("attempt"));
-        l.success(office, "staff0");
+        l.success(office, "staff0", true);
         assert!(lock(&l.counters).is_empty());
+    }
+
+    /// A clock moved by writing seconds to the returned file.
+    fn test_clock() -> (tempfile::TempDir, std::path::PathBuf, Clock) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("clock");
+        std::fs::write(&file, "0").expect("write");
+        (dir, file.clone(), Clock::with_offset_file(file))
+    }
+
+    fn set(file: &std::path::Path, seconds: u64) {
+        std::fs::write(file, seconds.to_string()).expect("write");
+    }
+
+    #[test]
+    fn a_client_banned_before_gets_no_allowance_and_failures_during_a_ban_do_not_count() {
+        let (_dir, clock_file, clock) = test_clock();
+        let mut s = settings();
+        s.client_threshold = 5;
+        s.pair_threshold = 100;
+        s.user_threshold = 100;
+        let l = Lockout::new(s, clock);
+        let a: IpAddr = "198.51.100.7".parse().expect("ip");
+        // A client that never failed: up to twice its threshold in flight, one user each.
+        let wave: Vec<Attempt<'_>> = (0..10)
+            .map(|i| {
+                l.attempt(a, &format!("u{i}"))
+                    .expect("within the allowance")
+            })
+            .collect();
+        assert!(l.attempt(a, "u10").is_err(), "past the allowance");
+        // All fail: the fifth failure bans the client, the other five fail during the ban.
+        for i in 0..10 {
+            l.failure(a, &format!("u{i}"));
+        }
+        drop(wave);
+        assert!(l.check(a, "x").is_err());
+        set(&clock_file, 61);
+        assert!(
+            l.check(a, "x").is_ok() && l.attempt(a, "x").is_ok(),
+            "failures during the ban left no wall of refusals behind it"
+        );
+        // Banned before: no allowance; as many in flight as failures would ban it, no more.
+        let second: Vec<Attempt<'_>> = (0..5)
+            .map(|i| l.attempt(a, &format!("v{i}")).expect("up to the threshold"))
+            .collect();
+        assert!(l.attempt(a, "v5").is_err());
+        drop(second);
+    }
+
+    #[test]
+    fn a_forced_sweep_does_not_reset_the_doubling_of_bans() {
+        let (_dir, clock_file, clock) = test_clock();
+        let l = Lockout::new(settings(), clock);
+        let a: IpAddr = "198.51.100.8".parse().expect("ip");
+        l.failure(a, "bob");
+        l.failure(a, "bob");
+        let first = l.check(a, "bob").expect_err("first ban");
+        assert!(first <= 60, "{first}");
+        // The ban and the window are over; then someone makes enough counters for a sweep.
+        set(&clock_file, 700);
+        for i in 0..SWEEP_AT {
+            let [_, b, c, d] = u32::try_from(i).expect("small").to_be_bytes();
+            l.failure(IpAddr::from([10, b, c, d]), &format!("u{i}"));
+        }
+        l.failure(a, "bob");
+        l.failure(a, "bob");
+        let second = l.check(a, "bob").expect_err("second ban");
+        assert!(second > 60, "the second ban doubled: {second}");
+    }
+
+    #[test]
+    fn only_a_hashed_success_clears_the_pairs_failures() {
+        let a: IpAddr = "192.0.2.9".parse().expect("ip");
+        for (fresh, banned) in [(false, true), (true, false)] {
+            let l = Lockout::new(settings(), Clock::default());
+            l.failure(a, "bob");
+            l.success(a, "bob", fresh);
+            l.failure(a, "bob");
+            assert_eq!(l.check(a, "bob").is_err(), banned, "fresh = {fresh}");
+        }
     }
 }

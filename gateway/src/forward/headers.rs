@@ -533,6 +533,20 @@ mod tests {
         assert_eq!(h["accept"], "*/*");
     }
 
+    /// An anonymous request for authority `a` from the trusted proxy 10.0.0.1.
+    fn from_trusted_proxy(names: &IdentityNames) -> Forwarding<'_> {
+        Forwarding {
+            identity: None,
+            names,
+            peer: "10.0.0.1".parse().expect("ip"),
+            peer_trusted: true,
+            forwarded_for: None,
+            authority: "a",
+            request_id: None,
+            pass_authorization: false,
+        }
+    }
+
     #[test]
     fn trusted_proxy_forwarding_headers_are_kept_and_appended() {
         let mut h = map(&[
@@ -540,17 +554,12 @@ mod tests {
             ("X-Forwarded-Proto", "https"),
         ]);
         let names = names();
+        let rid = HeaderValue::from_static("rid");
         prepare_request(
             &mut h,
             &Forwarding {
-                identity: None,
-                names: &names,
-                peer: "10.0.0.1".parse().expect("ip"),
-                peer_trusted: true,
-                forwarded_for: None,
-                authority: "a",
-                request_id: Some(&HeaderValue::from_static("rid")),
-                pass_authorization: false,
+                request_id: Some(&rid),
+                ..from_trusted_proxy(&names)
             },
         );
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.1");
@@ -575,20 +584,8 @@ mod tests {
             ("x_original_url", "/admin/secret"),
         ]);
         let names = names();
-        prepare_request(
-            &mut h,
-            &Forwarding {
-                identity: None,
-                names: &names,
-                peer: "10.0.0.1".parse().expect("ip"),
-                // Even from a trusted proxy: load balancers pass the client's copy on.
-                peer_trusted: true,
-                forwarded_for: None,
-                authority: "a",
-                request_id: None,
-                pass_authorization: false,
-            },
-        );
+        // Even from a trusted proxy: load balancers pass the client's copy on.
+        prepare_request(&mut h, &from_trusted_proxy(&names));
         assert_eq!(h.get("host").map(|v| v.as_bytes()), Some(&b"a"[..]));
         for gone in [
             "connection",

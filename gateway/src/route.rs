@@ -43,13 +43,17 @@ impl Router {
 
     /// The best route for `host` and `path` (both already normalised).
     pub fn route(&self, host: &str, path: &str) -> Option<&Arc<Route>> {
-        self.routes
-            .iter()
-            .find(|r| r.host.as_deref().is_none_or(|h| h == host) && prefix_matches(&r.path, path))
+        self.find(host, path, false)
     }
-}
 
-impl Router {
+    /// The first route for `host` whose prefix covers `path`, letter case aside if
+    /// `fold_case`.
+    fn find(&self, host: &str, path: &str, fold_case: bool) -> Option<&Arc<Route>> {
+        self.routes.iter().find(|r| {
+            r.host.as_deref().is_none_or(|h| h == host) && prefix_matches(&r.path, path, fold_case)
+        })
+    }
+
     /// Whether `path` would get another route than `chosen` (the answer of [`Router::route`])
     /// if paths were matched without regard to ASCII case. Costs a scan of the path for
     /// capitals unless some route's prefix has one.
@@ -57,11 +61,7 @@ impl Router {
         if !self.capital_prefix && !path.bytes().any(|b| b.is_ascii_uppercase()) {
             return false;
         }
-        let folded = self.routes.iter().find(|r| {
-            r.host.as_deref().is_none_or(|h| h == host)
-                && prefix_matches_ignoring_case(&r.path, path)
-        });
-        match (chosen, folded) {
+        match (chosen, self.find(host, path, true)) {
             (Some(a), Some(b)) => !Arc::ptr_eq(a, b),
             (None, None) => false,
             _ => true,
@@ -69,26 +69,20 @@ impl Router {
     }
 }
 
-fn prefix_matches_ignoring_case(prefix: &str, path: &str) -> bool {
+/// Whether `prefix` covers `path` on a segment boundary (ASCII case aside if `fold_case`).
+fn prefix_matches(prefix: &str, path: &str, fold_case: bool) -> bool {
     if prefix == "/" {
         return true;
     }
-    match (path.get(..prefix.len()), path.get(prefix.len()..)) {
-        (Some(head), Some(rest)) => {
-            head.eq_ignore_ascii_case(prefix) && (rest.is_empty() || rest.starts_with('/'))
-        }
-        _ => false,
-    }
-}
-
-fn prefix_matches(prefix: &str, path: &str) -> bool {
-    if prefix == "/" {
-        return true;
-    }
-    match path.strip_prefix(prefix) {
-        Some(rest) => rest.is_empty() || rest.starts_with('/'),
-        None => false,
-    }
+    let (Some(head), Some(rest)) = (path.get(..prefix.len()), path.get(prefix.len()..)) else {
+        return false;
+    };
+    let same = if fold_case {
+        head.eq_ignore_ascii_case(prefix)
+    } else {
+        head == prefix
+    };
+    same && (rest.is_empty() || rest.starts_with('/'))
 }
 
 #[cfg(test)]

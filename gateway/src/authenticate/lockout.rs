@@ -146,6 +146,46 @@ impl Counters {
         self.pairs.get(&client).and_then(|m| m.get(user))
     }
 
+    fn pair_mut(&mut self, client: ClientKey, user: &str) -> Option<&mut Entry> {
+        self.pairs.get_mut(&client).and_then(|m| m.get_mut(user))
+    }
+
+    /// The client's and pair's ban, and the user's (which spares known clients).
+    fn bans_until(&self, client: ClientKey, user: &str) -> (Duration, Duration) {
+        let until = |e: Option<&Entry>| e.map_or(Duration::ZERO, |e| e.banned_until);
+        (
+            until(self.clients.get(&client)).max(until(self.pair(client, user))),
+            until(self.users.get(user)),
+        )
+    }
+
+    /// Calls `f` on the client's, user's and pair's counters, each with its threshold. They
+    /// are made if missing; the user name is copied only then.
+    fn each_entry(
+        &mut self,
+        client: ClientKey,
+        user: &str,
+        s: &Settings,
+        mut f: impl FnMut(&mut Entry, u32),
+    ) {
+        f(self.clients.entry(client).or_default(), s.client_threshold);
+        let users = &mut self.users;
+        let e = match users.get_mut(user) {
+            Some(e) => e,
+            None => users.entry(user.to_owned()).or_default(),
+        };
+        f(e, s.user_threshold);
+        let by_user = self.pairs.entry(client).or_default();
+        if !by_user.contains_key(user) {
+            self.pair_count += 1;
+        }
+        let e = match by_user.get_mut(user) {
+            Some(e) => e,
+            None => by_user.entry(user.to_owned()).or_default(),
+        };
+        f(e, s.pair_threshold);
+    }
+
     fn remove_pair(&mut self, client: ClientKey, user: &str) -> bool {
         let Some(by_user) = self.pairs.get_mut(&client) else {
             return false;
@@ -266,10 +306,7 @@ impl Lockout {
             return Ok(());
         }
         let now = self.clock.now();
-        let until = |e: Option<&Entry>| e.map_or(Duration::ZERO, |e| e.banned_until);
-        let mut banned =
-            until(counters.clients.get(&client)).max(until(counters.pair(client, user)));
-        let user_ban = until(counters.users.get(user));
+        let (mut banned, user_ban) = counters.bans_until(client, user);
         drop(counters);
         if user_ban > now && !self.is_known(client, user, now) {
             banned = banned.max(user_ban);
@@ -304,11 +341,9 @@ impl Lockout {
         let known = self.is_known(client, user, now);
         let mut counters = lock(&self.counters);
         // A ban imposed since `check` (by an attempt that failed meanwhile).
-        let until = |e: Option<&Entry>| e.map_or(Duration::ZERO, |e| e.banned_until);
-        let mut banned =
-            until(counters.clients.get(&client)).max(until(counters.pair(client, user)));
+        let (mut banned, user_ban) = counters.bans_until(client, user);
         if !known {
-            banned = banned.max(until(counters.users.get(user)));
+            banned = banned.max(user_ban);
         }
         if banned > now {
             return Err((banned - now).as_secs().max(1));
@@ -334,23 +369,9 @@ impl Lockout {
             return Err(1);
         }
         counters.make_room(now, s);
-        let counters = &mut *counters;
-        let e = counters.clients.entry(client).or_default();
-        e.pending = e.pending.saturating_add(1);
-        let e = match counters.users.get_mut(user) {
-            Some(e) => e,
-            None => counters.users.entry(user.to_owned()).or_default(),
-        };
-        e.pending = e.pending.saturating_add(1);
-        let by_user = counters.pairs.entry(client).or_default();
-        if !by_user.contains_key(user) {
-            counters.pair_count += 1;
-        }
-        let e = match by_user.get_mut(user) {
-            Some(e) => e,
-            None => by_user.entry(user.to_owned()).or_default(),
-        };
-        e.pending = e.pending.saturating_add(1);
+        counters.each_entry(client, user, s, |e, _| {
+            e.pending = e.pending.saturating_add(1);
+        });
         Ok(Attempt {
             counted: Some((self, client, user.to_owned())),
         })
@@ -365,34 +386,11 @@ impl Lockout {
         let now = self.clock.now();
         let s = &self.settings;
         let mut counters = lock(&self.counters);
-        let fresh = !counters.clients.contains_key(&client)
-            || !counters.users.contains_key(user)
-            || counters.pair(client, user).is_none();
-        if fresh {
-            counters.make_room(now, s);
-        }
-        let mut banned = count(
-            counters.clients.entry(client).or_default(),
-            s.client_threshold,
-            now,
-            s,
-        );
-        let users = &mut counters.users;
-        let entry = match users.get_mut(user) {
-            Some(e) => e,
-            None => users.entry(user.to_owned()).or_default(),
-        };
-        banned |= count(entry, s.user_threshold, now, s);
-        let by_user = counters.pairs.entry(client).or_default();
-        let added = !by_user.contains_key(user);
-        let entry = match by_user.get_mut(user) {
-            Some(e) => e,
-            None => by_user.entry(user.to_owned()).or_default(),
-        };
-        banned |= count(entry, s.pair_threshold, now, s);
-        if added {
-            counters.pair_count += 1;
-        }
+        counters.make_room(now, s);
+        let mut banned = false;
+        counters.each_entry(client, user, s, |e, threshold| {
+            banned |= count(e, threshold, now, s);
+        });
         banned
     }
 
@@ -408,23 +406,14 @@ impl Lockout {
         let client = ClientKey::of(client);
         if fresh {
             let mut counters = lock(&self.counters);
-            let in_flight = counters.pair(client, user).map(|e| e.pending);
-            match in_flight {
-                Some(0) => {
-                    counters.remove_pair(client, user);
-                }
-                // Other attempts of the pair are in flight: keep their count.
-                Some(_) => {
-                    if let Some(e) = counters
-                        .pairs
-                        .get_mut(&client)
-                        .and_then(|m| m.get_mut(user))
-                    {
-                        e.failures = 0;
-                        e.bans = 0;
-                    }
-                }
-                None => {}
+            let in_flight = counters.pair_mut(client, user).is_some_and(|e| {
+                e.failures = 0;
+                e.bans = 0;
+                e.pending > 0
+            });
+            // Other attempts of the pair in flight keep their count; otherwise it goes.
+            if !in_flight {
+                counters.remove_pair(client, user);
             }
         }
         let now = self.clock.now();
@@ -567,11 +556,7 @@ impl Drop for Attempt<'_> {
         if counters.users.get_mut(user.as_str()).is_some_and(end) {
             counters.users.remove(user.as_str());
         }
-        let pair_done = counters
-            .pairs
-            .get_mut(&client)
-            .and_then(|m| m.get_mut(user.as_str()))
-            .is_some_and(end);
+        let pair_done = counters.pair_mut(client, &user).is_some_and(end);
         if pair_done {
             counters.remove_pair(client, &user);
         }
@@ -590,7 +575,7 @@ fn count(e: &mut Entry, threshold: u32, now: Duration, s: &Settings) -> bool {
         e.failures = 0;
     }
     e.failures = e.failures.saturating_add(1);
-    if e.failures >= threshold && e.banned_until <= now {
+    if e.failures >= threshold {
         let factor = 1u32.checked_shl(e.bans.min(16)).unwrap_or(u32::MAX);
         let ban = s.ban.saturating_mul(factor).min(s.max_ban);
         e.banned_until = now.saturating_add(ban);

@@ -90,9 +90,6 @@ fn is_forwarding(name: &str) -> bool {
             | "x-real-ip"
             | "x-client-ip"
             | "true-client-ip"
-            | "x-original-uri"
-            | "x-original-url"
-            | "x-rewrite-url"
             | "x-original-method"
             | "x-request-id"
     )

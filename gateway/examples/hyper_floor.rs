@@ -57,7 +57,15 @@ fn main() {
         eprintln!("hyper_floor: cannot start the runtime: {e}");
         std::process::exit(1);
     });
-    if let Err(e) = runtime.block_on(serve(listen, upstream)) {
+    // SIGTERM (how bench/run stops servers) ends `main` normally, so that a build instrumented
+    // for profile-guided optimisation writes its profile on the way out (scripts/build-pgo).
+    let served = runtime.block_on(async {
+        tokio::select! {
+            r = serve(listen, upstream) => r,
+            () = terminated() => Ok(()),
+        }
+    });
+    if let Err(e) = served {
         eprintln!("hyper_floor: {e}");
         std::process::exit(1);
     }
@@ -88,6 +96,15 @@ async fn serve(listen: SocketAddr, upstream: SocketAddr) -> std::io::Result<()> 
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
+    }
+}
+
+async fn terminated() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            term.recv().await;
+        }
+        Err(_) => std::future::pending().await,
     }
 }
 

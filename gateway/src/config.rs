@@ -137,6 +137,11 @@ pub struct Lockout {
     pub max_ban: Duration,
     /// How long a client that signed in as a user stays exempt from that user's lockout.
     pub known_client: Duration,
+    /// How long a request refused for a ban is held before its 429 goes out (zero: at once).
+    /// A client hammering the gateway then gets one answer per `tarpit` per connection, as
+    /// with HAProxy's `http-request tarpit`, and its refused guesses cost a timer, not a share
+    /// of the CPU the real users need.
+    pub tarpit: Duration,
 }
 
 /// The admin listener (`/metrics`, `/healthz`). Off unless `[admin]` is present.
@@ -351,6 +356,7 @@ struct RawLockout {
     ban: Option<Spanned<String>>,
     max_ban: Option<Spanned<String>>,
     known_client: Option<Spanned<String>>,
+    tarpit: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -548,9 +554,29 @@ impl Checker<'_> {
         key: &str,
         default: Duration,
     ) -> Duration {
+        self.duration_from(value, key, default, false)
+    }
+
+    /// As [`Self::duration`], where `"0s"` (off) is a valid value.
+    fn duration_or_zero(
+        &mut self,
+        value: &Option<Spanned<String>>,
+        key: &str,
+        default: Duration,
+    ) -> Duration {
+        self.duration_from(value, key, default, true)
+    }
+
+    fn duration_from(
+        &mut self,
+        value: &Option<Spanned<String>>,
+        key: &str,
+        default: Duration,
+        zero_allowed: bool,
+    ) -> Duration {
         let Some(v) = value else { return default };
         match humantime::parse_duration(v.get_ref()) {
-            Ok(d) if !d.is_zero() => d,
+            Ok(d) if zero_allowed || !d.is_zero() => d,
             _ => {
                 self.error(
                     v,
@@ -717,6 +743,7 @@ impl Checker<'_> {
                 "lockout.known_client",
                 Duration::from_secs(7 * 86400),
             ),
+            tarpit: self.duration_or_zero(&l.tarpit, "lockout.tarpit", Duration::from_secs(1)),
         };
 
         let mut routes = Vec::new();
@@ -1607,6 +1634,24 @@ mod tests {
         }
         let l = load_text(&format!("[server]\nuser_header = \"X-Login\"\n{route}"));
         assert_eq!(l.errors().count(), 0);
+    }
+
+    #[test]
+    fn the_tarpit_may_be_off_but_other_durations_may_not_be_zero() {
+        let route = "[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:1\"\nauth = \"none\"\n";
+        let tarpit = |l: &Loaded| l.config.as_ref().map(|c| c.lockout.tarpit);
+        let l = load_text(route);
+        assert_eq!(tarpit(&l), Some(Duration::from_secs(1)), "the default");
+        let l = load_text(&format!("[lockout]\ntarpit = \"0s\"\n{route}"));
+        assert_eq!(l.errors().count(), 0);
+        assert_eq!(tarpit(&l), Some(Duration::ZERO));
+        let l = load_text(&format!("[lockout]\ntarpit = \"250ms\"\n{route}"));
+        assert_eq!(tarpit(&l), Some(Duration::from_millis(250)));
+        for bad in ["tarpit = \"soon\"", "ban = \"0s\""] {
+            let l = load_text(&format!("[lockout]\n{bad}\n{route}"));
+            let errs: Vec<_> = l.errors().collect();
+            assert_eq!(errs.len(), 1, "{bad}: {errs:#?}");
+        }
     }
 
     #[test]

@@ -290,9 +290,18 @@ impl Gateway {
         record.request_id = request_id;
         record.status = response.status().as_u16();
         record.latency = started.elapsed();
+        // A ban, whether answered 429 or (forward auth) 401.
+        let tarpit = record.reason == Some(Reason::TooManyFailures { retry_after: 0 }.code())
+            && !self.config.lockout.tarpit.is_zero();
         self.metrics.decision(record.route_index, record.reason);
         self.insights.record(&record);
         self.audit.write(record);
+        if tarpit {
+            // A banned client's answer waits (`lockout.tarpit`), after the decision has been
+            // recorded, so a client that leaves meanwhile loses nothing from the log.
+            // Retry-After (RFC 6585 §4) counts from the answer's arrival: at most `tarpit` late.
+            tokio::time::sleep(self.config.lockout.tarpit).await;
+        }
         response
     }
 

@@ -601,6 +601,7 @@ mod tests {
             ban: Duration::from_secs(60),
             max_ban: Duration::from_secs(3600),
             known_client: Duration::from_secs(86400),
+            tarpit: Duration::ZERO,
         }
     }
 

@@ -3,7 +3,14 @@
 
 use crate::kit::{self, metric, Gateway, Upstream};
 
+/// A gateway with the `[lockout]` settings `lockout`, and no tarpit unless they set one (the
+/// tests that count refusals would otherwise wait a second for each).
 fn start(upstream: &Upstream, lockout: &str) -> Gateway {
+    let lockout = if lockout.contains("tarpit") {
+        lockout.to_string()
+    } else {
+        format!("{lockout}\ntarpit = \"0s\"")
+    };
     let config = kit::basic_config(
         upstream,
         &format!(
@@ -54,6 +61,43 @@ fn a_pair_ban_answers_429_without_hashing_and_expires_on_the_clock() {
     // Past the ban, on the test clock: the right password works again.
     gw.set_clock(61);
     assert_eq!(kit::get(&gw.url("/"), Some(("alice", "right")), &[]).0, 200);
+}
+
+#[test]
+fn a_banned_client_waits_for_its_answer_and_is_logged_even_if_it_leaves() {
+    let upstream = Upstream::start();
+    let gw = start(
+        &upstream,
+        "pair_threshold = 2\nban = \"60s\"\ntarpit = \"1500ms\"",
+    );
+    let banned =
+        "authgate_decisions_total{route=\"/\",outcome=\"deny\",reason=\"too_many_failures\"}";
+    // Failures are answered at once; only a ban's refusal is held.
+    for _ in 0..2 {
+        assert_eq!(kit::get(&gw.url("/"), Some(("alice", "wrong")), &[]).0, 401);
+    }
+    let asked = std::time::Instant::now();
+    let (status, h, _) = kit::get(&gw.url("/"), Some(("alice", "right")), &[]);
+    assert_eq!(status, 429);
+    assert!(
+        asked.elapsed() >= std::time::Duration::from_millis(1500),
+        "answered after {:?}, before the tarpit",
+        asked.elapsed()
+    );
+    assert!(h.contains_key("retry-after"), "{h:?}");
+    assert_eq!(metric(&gw, banned), 1.0);
+    // A client that gives up while held: its refusal is counted (and logged) all the same.
+    let gave_up = kit::rt().block_on(async {
+        kit::client()
+            .get(gw.url("/"))
+            .basic_auth("alice", Some("right"))
+            .timeout(std::time::Duration::from_millis(200))
+            .send()
+            .await
+    });
+    assert!(gave_up.is_err(), "answered within 200 ms: {gave_up:?}");
+    assert_eq!(metric(&gw, banned), 2.0);
+    upstream.assert_untouched("banned, held in the tarpit");
 }
 
 fn rand_suffix() -> u32 {

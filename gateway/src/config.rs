@@ -144,6 +144,9 @@ pub struct Lockout {
     pub tarpit: Duration,
 }
 
+/// The longest `lockout.tarpit`.
+const MAX_TARPIT: Duration = Duration::from_secs(60);
+
 /// The admin listener (`/metrics`, `/healthz`). Off unless `[admin]` is present.
 #[derive(Debug, Clone)]
 pub struct Admin {
@@ -745,6 +748,10 @@ impl Checker<'_> {
             ),
             tarpit: self.duration_or_zero(&l.tarpit, "lockout.tarpit", Duration::from_secs(1)),
         };
+        if let Some(v) = l.tarpit.as_ref().filter(|_| lockout.tarpit > MAX_TARPIT) {
+            // Longer, and most clients have given up before their answer goes out.
+            self.error(v, "lockout.tarpit", "at most \"60s\"");
+        }
 
         let mut routes = Vec::new();
         for (index, r) in raw.routes.iter().enumerate() {
@@ -1647,7 +1654,7 @@ mod tests {
         assert_eq!(tarpit(&l), Some(Duration::ZERO));
         let l = load_text(&format!("[lockout]\ntarpit = \"250ms\"\n{route}"));
         assert_eq!(tarpit(&l), Some(Duration::from_millis(250)));
-        for bad in ["tarpit = \"soon\"", "ban = \"0s\""] {
+        for bad in ["tarpit = \"soon\"", "tarpit = \"61s\"", "ban = \"0s\""] {
             let l = load_text(&format!("[lockout]\n{bad}\n{route}"));
             let errs: Vec<_> = l.errors().collect();
             assert_eq!(errs.len(), 1, "{bad}: {errs:#?}");

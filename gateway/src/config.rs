@@ -137,10 +137,10 @@ pub struct Lockout {
     pub max_ban: Duration,
     /// How long a client that signed in as a user stays exempt from that user's lockout.
     pub known_client: Duration,
-    /// How long a request refused for a ban is held before its 429 goes out (zero: at once).
-    /// A client hammering the gateway then gets one answer per `tarpit` per connection, as
-    /// with HAProxy's `http-request tarpit`, and its refused guesses cost a timer, not a share
-    /// of the CPU the real users need.
+    /// How long a lockout refusal (a ban, or too many guesses in flight) is held before it goes
+    /// out (zero: at once). A client hammering the gateway then gets one answer per `tarpit`
+    /// per connection, as with HAProxy's `http-request tarpit`, so it can no longer ask for
+    /// refusals as fast as the CPU the real users need can make them.
     pub tarpit: Duration,
 }
 

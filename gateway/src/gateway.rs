@@ -105,7 +105,15 @@ pub struct Gateway {
     labels: Vec<Arc<str>>,
     /// `[server]`'s identity header names, parsed once.
     identity_names: headers::IdentityNames,
+    /// Lockout refusals being held (`lockout.tarpit`): at most [`TARPIT_HELD`] at once.
+    tarpit_slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// Lockout refusals held at once; past this, a refusal goes out without waiting. Each held
+/// one keeps a connection (or an HTTP/2 stream) and a timer, and behind a proxy one of the
+/// proxy's connections to authgate: the bound keeps a flood from turning the tarpit into a
+/// way to tie those up.
+const TARPIT_HELD: usize = 1024;
 
 impl Gateway {
     pub fn new(config: Config, sources: Sources, audit: AuditLog, metrics: Arc<Metrics>) -> Self {
@@ -137,6 +145,7 @@ impl Gateway {
                 respond::challenge_header(&authenticate::challenges(r, None))
             }),
             labels: by_route_index(&config.routes, Arc::from(""), |r| Arc::from(r.label())),
+            tarpit_slots: Arc::new(tokio::sync::Semaphore::new(TARPIT_HELD)),
             audit,
             config,
         }
@@ -290,16 +299,19 @@ impl Gateway {
         record.request_id = request_id;
         record.status = response.status().as_u16();
         record.latency = started.elapsed();
-        // A ban, whether answered 429 or (forward auth) 401.
-        let tarpit = record.reason == Some(Reason::TooManyFailures { retry_after: 0 }.code())
-            && !self.config.lockout.tarpit.is_zero();
+        // A lockout refusal (a ban, or too many guesses in flight), whether answered 429 or,
+        // to forward auth, 403.
+        let held = (record.reason == Some(Reason::TooManyFailures { retry_after: 0 }.code())
+            && !self.config.lockout.tarpit.is_zero())
+        .then(|| Arc::clone(&self.tarpit_slots).try_acquire_owned().ok())
+        .flatten();
         self.metrics.decision(record.route_index, record.reason);
         self.insights.record(&record);
         self.audit.write(record);
-        if tarpit {
-            // A banned client's answer waits (`lockout.tarpit`), after the decision has been
-            // recorded, so a client that leaves meanwhile loses nothing from the log.
-            // Retry-After (RFC 6585 §4) counts from the answer's arrival: at most `tarpit` late.
+        if let Some(_slot) = held {
+            // The refusal waits (`lockout.tarpit`), after the decision has been recorded, so
+            // a client that leaves meanwhile loses nothing from the log. Retry-After (RFC 6585
+            // §4) counts from the answer's arrival, so it reads at most `tarpit` long.
             tokio::time::sleep(self.config.lockout.tarpit).await;
         }
         response

@@ -560,16 +560,6 @@ impl Checker<'_> {
         self.duration_from(value, key, default, false)
     }
 
-    /// As [`Self::duration`], where `"0s"` (off) is a valid value.
-    fn duration_or_zero(
-        &mut self,
-        value: &Option<Spanned<String>>,
-        key: &str,
-        default: Duration,
-    ) -> Duration {
-        self.duration_from(value, key, default, true)
-    }
-
     fn duration_from(
         &mut self,
         value: &Option<Spanned<String>>,
@@ -746,7 +736,8 @@ impl Checker<'_> {
                 "lockout.known_client",
                 Duration::from_secs(7 * 86400),
             ),
-            tarpit: self.duration_or_zero(&l.tarpit, "lockout.tarpit", Duration::from_secs(1)),
+            // "0s" (off) is a valid tarpit.
+            tarpit: self.duration_from(&l.tarpit, "lockout.tarpit", Duration::from_secs(1), true),
         };
         if let Some(v) = l.tarpit.as_ref().filter(|_| lockout.tarpit > MAX_TARPIT) {
             // Longer, and most clients have given up before their answer goes out.

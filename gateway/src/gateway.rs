@@ -106,7 +106,7 @@ pub struct Gateway {
     /// `[server]`'s identity header names, parsed once.
     identity_names: headers::IdentityNames,
     /// Lockout refusals being held (`lockout.tarpit`): at most [`TARPIT_HELD`] at once.
-    tarpit_slots: Arc<tokio::sync::Semaphore>,
+    tarpit_slots: tokio::sync::Semaphore,
 }
 
 /// Lockout refusals held at once; past this, a refusal goes out without waiting. Each held
@@ -145,7 +145,7 @@ impl Gateway {
                 respond::challenge_header(&authenticate::challenges(r, None))
             }),
             labels: by_route_index(&config.routes, Arc::from(""), |r| Arc::from(r.label())),
-            tarpit_slots: Arc::new(tokio::sync::Semaphore::new(TARPIT_HELD)),
+            tarpit_slots: tokio::sync::Semaphore::new(TARPIT_HELD),
             audit,
             config,
         }
@@ -303,7 +303,7 @@ impl Gateway {
         // to forward auth, 403.
         let held = (record.reason == Some(Reason::TooManyFailures { retry_after: 0 }.code())
             && !self.config.lockout.tarpit.is_zero())
-        .then(|| Arc::clone(&self.tarpit_slots).try_acquire_owned().ok())
+        .then(|| self.tarpit_slots.try_acquire().ok())
         .flatten();
         self.metrics.decision(record.route_index, record.reason);
         self.insights.record(&record);

@@ -24,7 +24,10 @@ pub struct Record {
     pub time: String,
     #[serde(skip)]
     pub at: SystemTime,
-    pub request_id: String,
+    /// authgate's id of the request (or a trusted proxy's): the same value as the
+    /// `X-Request-Id` sent upstream and to the client, shared rather than copied.
+    #[serde(serialize_with = "header_text")]
+    pub request_id: http::HeaderValue,
     /// The matched route's index, for metrics.
     #[serde(skip)]
     pub route_index: Option<usize>,
@@ -67,7 +70,7 @@ impl Default for Record {
         Record {
             time: String::new(),
             at: SystemTime::now(),
-            request_id: String::new(),
+            request_id: http::HeaderValue::from_static(""),
             route_index: None,
             client_ip: std::net::IpAddr::from([0, 0, 0, 0]),
             peer: None,
@@ -87,6 +90,11 @@ impl Default for Record {
 }
 
 impl Record {
+    /// The request id as text (`gateway::request_id` keeps only visible ASCII).
+    pub fn request_id(&self) -> &str {
+        self.request_id.to_str().unwrap_or("")
+    }
+
     /// Appends the record as one JSON object, exactly as `serde_json` writes it (the test
     /// below holds the two to the same bytes), without serde's per-field machinery: the
     /// writer thread shares the gateway's CPU.
@@ -103,7 +111,7 @@ impl Record {
         out.push_str("{\"time\":");
         push_plain(out, time);
         out.push_str(",\"request_id\":");
-        push_plain(out, &self.request_id);
+        push_plain(out, self.request_id());
         out.push_str(",\"client\":\"");
         ips.push(out, self.client_ip);
         out.push('"');
@@ -281,6 +289,10 @@ fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 }
 
 /// Writes a value with its `Display` (an address), without an intermediate `String`.
+fn header_text<S: serde::Serializer>(v: &http::HeaderValue, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(v.to_str().unwrap_or(""))
+}
+
 fn display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(v)
 }
@@ -489,7 +501,7 @@ mod tests {
             Record::default(),
             Record {
                 time: "2026-11-28T11:22:26.635Z".into(),
-                request_id: "7abeba5d12e443a55ca1f52a429ad2f0".into(),
+                request_id: http::HeaderValue::from_static("7abeba5d12e443a55ca1f52a429ad2f0"),
                 client_ip: "127.0.0.1".parse().expect("ip"),
                 peer: Some("127.0.0.1:57918".parse().expect("addr")),
                 route: Some("/".into()),
@@ -506,7 +518,7 @@ mod tests {
                 // Time and request id are authgate's (written without escaping): a trusted
                 // proxy's id of every character `gateway::request_id` keeps.
                 time: "2026-11-28T11:22:26.635Z".into(),
-                request_id: "Az09-_.:".into(),
+                request_id: http::HeaderValue::from_static("Az09-_.:"),
                 client_ip: "2001:db8::1".parse().expect("ip"),
                 peer: Some("[fe80::1%2]:443".parse().expect("addr")),
                 route: Some(strange.into()),

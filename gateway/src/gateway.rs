@@ -78,8 +78,8 @@ pub struct Connection {
     peer: SocketAddr,
     /// The peer is one of `trusted_proxies`.
     peer_trusted: bool,
-    /// The peer's address as the value of `X-Forwarded-For`, when the peer is not a trusted
-    /// proxy (whose own list is extended per request).
+    /// The peer's address as the value of `X-Forwarded-For`: the whole list unless the peer
+    /// is a trusted proxy that sent a list of its own (which is extended per request).
     forwarded_for: Option<HeaderValue>,
     /// The connection's upstream connection slot (see `forward::pool`).
     pinned: crate::forward::Pinned,
@@ -252,13 +252,11 @@ impl Gateway {
     /// What the requests of a new client connection from `peer` share.
     pub fn connection(&self, peer: SocketAddr) -> Connection {
         let peer_trusted = is_trusted(&self.config.server.trusted_proxies, peer.ip());
-        let forwarded_for = (!peer_trusted)
-            .then(|| {
-                let mut s = String::new();
-                crate::ascii::push_ip(&mut s, peer.ip());
-                HeaderValue::from_str(&s).ok()
-            })
-            .flatten();
+        let forwarded_for = {
+            let mut s = String::new();
+            crate::ascii::push_ip(&mut s, peer.ip());
+            HeaderValue::from_str(&s).ok()
+        };
         Connection {
             peer,
             peer_trusted,
@@ -272,7 +270,9 @@ impl Gateway {
     pub async fn handle(&self, req: Request<Incoming>, conn: &Connection) -> Response<Body> {
         let started = Instant::now();
         let (peer, peer_trusted) = (conn.peer, conn.peer_trusted);
-        let request_id = request_id(req.headers(), peer_trusted);
+        // One value, shared (not copied) by the upstream's request, the client's response and
+        // the audit record.
+        let id = request_id(req.headers(), peer_trusted);
         let client_ip = client_address(
             req.headers(),
             peer.ip(),
@@ -285,18 +285,15 @@ impl Gateway {
             method: req.method().clone(),
             ..Record::default()
         };
-        // The id's characters are checked (or chosen) by `request_id`, so this cannot fail;
-        // the one value is shared by the upstream's request and the client's response.
-        let id_header = HeaderValue::from_str(&request_id).ok();
-
+        // `request_id` keeps only visible ASCII, so the text is always there.
         let mut response = self
-            .decide(req, conn, &request_id, id_header.as_ref(), &mut record)
+            .decide(req, conn, id.to_str().unwrap_or(""), &id, &mut record)
             .await;
 
-        if let Some(v) = id_header {
-            response.headers_mut().insert(headers::X_REQUEST_ID, v);
-        }
-        record.request_id = request_id;
+        response
+            .headers_mut()
+            .insert(headers::X_REQUEST_ID, id.clone());
+        record.request_id = id;
         record.status = response.status().as_u16();
         record.latency = started.elapsed();
         // A lockout refusal (a ban, or too many guesses in flight), whether answered 429 or,
@@ -322,7 +319,7 @@ impl Gateway {
         req: Request<Incoming>,
         conn: &Connection,
         request_id: &str,
-        id_header: Option<&HeaderValue>,
+        id_header: &HeaderValue,
         record: &mut Record,
     ) -> Response<Body> {
         let peer_trusted = conn.peer_trusted;
@@ -409,7 +406,7 @@ impl Gateway {
                 peer_trusted,
                 forwarded_for: conn.forwarded_for.as_ref(),
                 authority: &target.authority,
-                request_id: id_header,
+                request_id: Some(id_header),
                 pass_authorization: route.pass_authorization,
             },
         );
@@ -673,7 +670,7 @@ fn client_address(
         return canonical_ip(peer);
     }
     let chain: Vec<IpAddr> = headers
-        .get_all("x-forwarded-for")
+        .get_all(headers::X_FORWARDED_FOR)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
@@ -690,14 +687,17 @@ fn client_address(
 
 /// A trusted proxy's `X-Request-Id` is kept so one id follows the request end to end; from
 /// anyone else, or if it is not a short visible token, a new random id is made.
-fn request_id(headers: &HeaderMap, peer_trusted: bool) -> String {
+fn request_id(headers: &HeaderMap, peer_trusted: bool) -> HeaderValue {
     if peer_trusted {
-        if let Some(v) = headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
+        if let Some(v) = headers.get(headers::X_REQUEST_ID) {
+            let v = v.as_bytes();
             let sane = (1..=128).contains(&v.len())
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
-            if sane {
-                return v.to_string();
+                && v.iter()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b));
+            // Copied: the request's own value shares its connection's read buffer, which
+            // the audit record would keep alive until it is written.
+            if let Some(v) = sane.then(|| HeaderValue::from_bytes(v).ok()).flatten() {
+                return v;
             }
         }
     }
@@ -716,11 +716,18 @@ fn request_id(headers: &HeaderMap, peer_trusted: bool) -> String {
         siphasher::sip128::SipHasher13::new_with_key(&key)
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mut s = String::with_capacity(32);
-    for b in key.hash(&n.to_le_bytes()).as_bytes() {
-        crate::ascii::push_hex(&mut s, b);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = [0u8; 32];
+    for (pair, b) in id
+        .chunks_exact_mut(2)
+        .zip(key.hash(&n.to_le_bytes()).as_bytes())
+    {
+        pair.copy_from_slice(&[HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
     }
-    s
+    // One allocation, shared by reference count with every copy of the value (a copied
+    // `HeaderValue` made from a slice allocates again on its first clone).
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(id))
+        .unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
 #[cfg(test)]
@@ -748,6 +755,8 @@ mod tests {
 
     #[test]
     fn request_ids() {
+        let request_id =
+            |h: &HeaderMap, trusted| request_id(h, trusted).to_str().expect("ascii").to_owned();
         let mut h = HeaderMap::new();
         h.insert("x-request-id", HeaderValue::from_static("abc-1"));
         assert_eq!(request_id(&h, true), "abc-1");

@@ -154,7 +154,8 @@ impl Insights {
             scheme: None,
             outcome: "",
         });
-        d.request_id.clone_from(&r.request_id);
+        d.request_id.clear();
+        d.request_id.push_str(r.request_id());
         d.path.clone_from(&r.path);
         d.user.clone_from(&r.user);
         d.route.clone_from(&r.route);
@@ -285,7 +286,7 @@ mod tests {
             };
             insights.record(&Record {
                 at,
-                request_id: format!("id-{i}"),
+                request_id: http::HeaderValue::from_str(&format!("id-{i}")).expect("id"),
                 path: format!("/p/{i}"),
                 // Every other one has a user: a reused entry must not keep the old one.
                 user: (i % 2 == 0).then(|| format!("u{i}")),

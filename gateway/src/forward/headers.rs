@@ -114,7 +114,7 @@ fn canonical(name: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -151,8 +151,9 @@ pub struct Forwarding<'a> {
     pub names: &'a IdentityNames,
     pub peer: IpAddr,
     pub peer_trusted: bool,
-    /// `peer` as an `X-Forwarded-For` value, made once per connection; used when the peer
-    /// is not trusted (a trusted proxy's list is extended instead).
+    /// `peer` as an `X-Forwarded-For` value, made once per connection: the whole list when
+    /// the peer is not trusted, or is trusted and sent no list of its own (a trusted proxy's
+    /// list is extended instead).
     pub forwarded_for: Option<&'a HeaderValue>,
     pub authority: &'a str,
     /// The request id, as the value of `X-Request-Id`.
@@ -219,26 +220,36 @@ fn doomed(name: &str, f: &Forwarding<'_>) -> bool {
 pub fn prepare_request(headers: &mut HeaderMap, f: &Forwarding<'_>) {
     // Decided before any header authgate sets, so a client cannot name one of ours in
     // Connection to have it removed.
-    let mut remove: Vec<HeaderName> = Vec::new();
+    let mut remove = Doomed::default();
     // The upstream gets HTTP/1.1 and so needs Host, also when the client spoke HTTP/2. An
-    // HTTP/1.1 client's Host is mostly the authority already.
-    let mut host_is_authority = false;
+    // HTTP/1.1 client's Host is mostly the authority already, and its value then serves as
+    // X-Forwarded-Host too (a clone shares the bytes; a new value would copy them).
+    let mut host_is_authority: Option<HeaderValue> = None;
+    // Which forwarding fields a trusted proxy sent (and, for Proto and Host, that stay),
+    // noted in the one walk over the fields rather than looked up after it: each lookup
+    // hashes the name.
+    let (mut has_xff, mut has_proto, mut has_host) = (false, false, false);
     {
         let listed = connection_names(headers);
         for (name, value) in headers.iter() {
-            if name == HOST {
-                host_is_authority = value.as_bytes() == f.authority.as_bytes();
+            if name == HOST && value.as_bytes() == f.authority.as_bytes() {
+                host_is_authority = Some(value.clone());
             }
             let n = canonical(name.as_str());
             // Connection cannot take Host away: the upstream gets the one authgate routed on.
             if doomed(&n, f) || (name != HOST && named_in(&listed, &n)) {
-                remove.push(name.clone());
+                remove.push(name);
+            } else if f.peer_trusted {
+                has_proto |= name == X_FORWARDED_PROTO;
+                has_host |= name == X_FORWARDED_HOST;
             }
+            // A trusted proxy's list is read (below) before any field is removed.
+            has_xff |= f.peer_trusted && name == X_FORWARDED_FOR;
         }
     }
     // A trusted proxy's X-Forwarded-For is kept and our peer appended; otherwise it was
     // removed above and the peer is the whole list.
-    let prior_xff = if f.peer_trusted {
+    let prior_xff = if f.peer_trusted && has_xff {
         let mut joined = String::new();
         for v in headers
             .get_all(&X_FORWARDED_FOR)
@@ -254,18 +265,20 @@ pub fn prepare_request(headers: &mut HeaderMap, f: &Forwarding<'_>) {
     } else {
         String::new()
     };
-    for name in remove {
-        headers.remove(name);
-    }
+    remove.apply(headers);
 
-    let authority = HeaderValue::from_str(f.authority).ok();
-    if let Some(v) = &authority {
-        if !host_is_authority {
-            headers.insert(HOST, v.clone());
+    let authority = match host_is_authority {
+        Some(host) => Some(host),
+        None => {
+            let authority = HeaderValue::from_str(f.authority).ok();
+            if let Some(v) = &authority {
+                headers.insert(HOST, v.clone());
+            }
+            authority
         }
-    }
+    };
     let xff = match f.forwarded_for {
-        Some(peer) if !f.peer_trusted => Some(peer.clone()),
+        Some(peer) if prior_xff.is_empty() => Some(peer.clone()),
         _ => {
             let mut xff = prior_xff;
             if !xff.is_empty() {
@@ -278,10 +291,10 @@ pub fn prepare_request(headers: &mut HeaderMap, f: &Forwarding<'_>) {
     if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR, v);
     }
-    if !f.peer_trusted || !headers.contains_key(&X_FORWARDED_PROTO) {
+    if !has_proto {
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     }
-    if !f.peer_trusted || !headers.contains_key(&X_FORWARDED_HOST) {
+    if !has_host {
         if let Some(v) = authority {
             headers.insert(X_FORWARDED_HOST, v);
         }
@@ -341,16 +354,49 @@ fn owned_value(s: String) -> Option<HeaderValue> {
 /// response without hop-by-hop fields costs no allocation here (one with `Connection:
 /// keep-alive`, as nginx sends, costs the one for the list of names to remove).
 pub fn prepare_response(headers: &mut HeaderMap) {
-    let doomed: Vec<HeaderName> = {
+    let mut doomed = Doomed::default();
+    {
         let listed = connection_names(headers);
-        headers
-            .keys()
-            .filter(|k| is_hop_by_hop(k.as_str()) || named_in(&listed, k.as_str()))
-            .cloned()
-            .collect()
-    };
-    for name in doomed {
-        headers.remove(name);
+        for k in headers.keys() {
+            if is_hop_by_hop(k.as_str()) || named_in(&listed, k.as_str()) {
+                doomed.push(k);
+            }
+        }
+    }
+    doomed.apply(headers);
+}
+
+/// The names of the fields to remove from a message, found in a walk over its fields and
+/// removed after it. The usual few (an upstream's `Connection`, a client's `Authorization`)
+/// are kept without allocating: this runs for every forwarded request and response.
+#[derive(Default)]
+struct Doomed {
+    few: [Option<HeaderName>; 4],
+    more: Vec<HeaderName>,
+}
+
+impl Doomed {
+    fn push(&mut self, name: &HeaderName) {
+        // A name that repeats (a field sent twice) is removed once: `remove` takes every value.
+        if self
+            .few
+            .iter()
+            .flatten()
+            .chain(&self.more)
+            .any(|n| n == name)
+        {
+            return;
+        }
+        match self.few.iter_mut().find(|slot| slot.is_none()) {
+            Some(slot) => *slot = Some(name.clone()),
+            None => self.more.push(name.clone()),
+        }
+    }
+
+    fn apply(self, headers: &mut HeaderMap) {
+        for name in self.few.into_iter().flatten().chain(self.more) {
+            headers.remove(name);
+        }
     }
 }
 
@@ -561,6 +607,44 @@ mod tests {
         );
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "https");
+    }
+
+    #[test]
+    fn a_trusted_proxy_without_forwarding_headers_is_the_whole_list() {
+        // As `Gateway::connection` makes it for every peer.
+        let peer = HeaderValue::from_static("10.0.0.1");
+        let names = names();
+        // The Host is the authority (its value is reused for X-Forwarded-Host), and an
+        // X-Forwarded-Proto the proxy names in Connection is gone, so authgate sets its own.
+        let mut h = map(&[
+            ("Host", "a"),
+            ("Connection", "x-forwarded-proto"),
+            ("X-Forwarded-Proto", "https"),
+        ]);
+        prepare_request(
+            &mut h,
+            &Forwarding {
+                forwarded_for: Some(&peer),
+                ..from_trusted_proxy(&names)
+            },
+        );
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "a");
+        assert_eq!(h.get_all("host").iter().count(), 1);
+        assert_eq!(h["host"], "a");
+        assert!(!h.contains_key("connection"));
+        // A list of its own is extended, not replaced by the per-connection value.
+        let mut h = map(&[("X-Forwarded-For", "1.2.3.4"), ("X-Forwarded-For", "5.6.7.8")]);
+        prepare_request(
+            &mut h,
+            &Forwarding {
+                forwarded_for: Some(&peer),
+                ..from_trusted_proxy(&names)
+            },
+        );
+        assert_eq!(h["x-forwarded-for"], "1.2.3.4, 5.6.7.8, 10.0.0.1");
+        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
     }
 
     #[test]

@@ -357,7 +357,8 @@ impl Gateway {
                 return self.deny(reason, None, request_id, req.headers(), record);
             }
         };
-        record.path.clone_from(&target.path);
+        // The audit log has the normalised path: `target.path` moves into the record once the
+        // decision no longer needs it (on every way out below), rather than being copied.
 
         // Route, authenticate, authorize.
         let secure = self.secure(req.headers(), peer_trusted);
@@ -388,8 +389,12 @@ impl Gateway {
                         req.headers(),
                         record,
                     );
-                    return crate::signin::redirect_to_sign_in(&target.path_and_query(), &reason);
+                    let redirect =
+                        crate::signin::redirect_to_sign_in(&target.path_and_query(), &reason);
+                    record.path = target.path;
+                    return redirect;
                 }
+                record.path = target.path;
                 return self.deny(reason, route.as_ref(), request_id, req.headers(), record);
             }
         };
@@ -416,11 +421,12 @@ impl Gateway {
         }
         // The request moves into the backend; keep what the answer to a backend failure needs.
         let accept = req.headers().get(ACCEPT).cloned();
-        match self
+        let forwarded = self
             .forwarder
             .forward(&conn.pinned, route, &target, req)
-            .await
-        {
+            .await;
+        record.path = target.path;
+        match forwarded {
             Ok(mut response) => {
                 record.outcome = "allow";
                 if let Some(id) = &identity {

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, LOCATION};
 use http::{HeaderValue, Request, Response, Uri, Version};
 use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Body as _;
 use hyper::body::Incoming;
 use tower::ServiceExt;
 use tower_http::services::ServeDir;
@@ -112,6 +113,9 @@ impl Forwarder {
         }
         parts.version = Version::HTTP_11;
         let body: Body = match route.max_body {
+            // Nothing to stream (a GET, or a declared empty body): an empty body is boxed
+            // without allocating, where wrapping hyper's would allocate the box.
+            _ if body.is_end_stream() => crate::body::empty(),
             // A chunked body over the limit is cut off: the upstream sees an aborted request,
             // never a truncated one that looks complete.
             Some(max) => {

@@ -635,7 +635,10 @@ mod tests {
         assert_eq!(h["host"], "a");
         assert!(!h.contains_key("connection"));
         // A list of its own is extended, not replaced by the per-connection value.
-        let mut h = map(&[("X-Forwarded-For", "1.2.3.4"), ("X-Forwarded-For", "5.6.7.8")]);
+        let mut h = map(&[
+            ("X-Forwarded-For", "1.2.3.4"),
+            ("X-Forwarded-For", "5.6.7.8"),
+        ]);
         prepare_request(
             &mut h,
             &Forwarding {

@@ -288,11 +288,12 @@ fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(micros(*d) as f64 / 1000.0)
 }
 
-/// Writes a value with its `Display` (an address), without an intermediate `String`.
+/// A header value (the request id) as the text [`Record::request_id`] gives.
 fn header_text<S: serde::Serializer>(v: &http::HeaderValue, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(v.to_str().unwrap_or(""))
 }
 
+/// Writes a value with its `Display` (an address), without an intermediate `String`.
 fn display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(v)
 }

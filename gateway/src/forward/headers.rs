@@ -247,8 +247,8 @@ pub fn prepare_request(headers: &mut HeaderMap, f: &Forwarding<'_>) {
             has_xff |= f.peer_trusted && name == X_FORWARDED_FOR;
         }
     }
-    // A trusted proxy's X-Forwarded-For is kept and our peer appended; otherwise it was
-    // removed above and the peer is the whole list.
+    // A trusted proxy's X-Forwarded-For is kept and our peer appended; otherwise (an
+    // untrusted peer's, removed below, or none sent) the peer is the whole list.
     let prior_xff = if f.peer_trusted && has_xff {
         let mut joined = String::new();
         for v in headers
@@ -350,9 +350,8 @@ fn owned_value(s: String) -> Option<HeaderValue> {
 }
 
 /// Removes hop-by-hop fields from an upstream response (RFC 9110 §7.6.1). Looks at the
-/// response's own (few) field names rather than probing for each hop-by-hop name, so a
-/// response without hop-by-hop fields costs no allocation here (one with `Connection:
-/// keep-alive`, as nginx sends, costs the one for the list of names to remove).
+/// response's own (few) field names rather than probing for each hop-by-hop name; up to four
+/// names to remove (nginx sends `Connection: keep-alive`) cost no allocation.
 pub fn prepare_response(headers: &mut HeaderMap) {
     let mut doomed = Doomed::default();
     {
@@ -378,6 +377,8 @@ struct Doomed {
 impl Doomed {
     fn push(&mut self, name: &HeaderName) {
         // A name that repeats (a field sent twice) is removed once: `remove` takes every value.
+        // The check compares with every name so far, as `named_in` does for each field: both
+        // grow with the square of the names a message lists, which its size limit bounds.
         if self
             .few
             .iter()
@@ -400,9 +401,6 @@ impl Doomed {
     }
 }
 
-/// RFC 9111 §3.5: a response to an authenticated request must not be stored by a shared cache.
-/// Adds `private` unless the upstream already said `private` or `no-store`, and drops
-/// `public` and `s-maxage`, which would override that.
 /// Removes the cookies for which `drop(name)` holds from every `Cookie` field, keeping the
 /// others (the app's own cookies) in order; a field left empty is removed.
 pub fn strip_cookies(headers: &mut HeaderMap, drop: impl Fn(&str) -> bool) {
@@ -429,6 +427,9 @@ pub fn strip_cookies(headers: &mut HeaderMap, drop: impl Fn(&str) -> bool) {
     }
 }
 
+/// RFC 9111 §3.5: a response to an authenticated request must not be stored by a shared cache.
+/// Adds `private` unless the upstream already said `private` or `no-store`, and drops
+/// `public` and `s-maxage`, which would override that.
 pub fn make_private(headers: &mut HeaderMap) {
     if !headers.contains_key(http::header::CACHE_CONTROL) {
         headers.insert(
@@ -529,6 +530,7 @@ mod tests {
             ("X-Authgate-User", "root"),
             ("x_authgate_user", "root"),
             ("X-Remote-User", "root"),
+            ("X-Remote-User", "admin"),
             ("remote_user", "root"),
             ("X-Forwarded-For", "1.2.3.4"),
             ("X-Forwarded-Host", "evil"),
@@ -572,6 +574,7 @@ mod tests {
         assert!(!h.contains_key("x-auth-request-email"));
         assert_eq!(h["x-forwarded-for"], "127.0.0.1");
         assert_eq!(h["x-forwarded-host"], "app.example:8080");
+        assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["host"], "app.example:8080");
         assert_eq!(h["accept"], "*/*");
     }
@@ -611,8 +614,9 @@ mod tests {
 
     #[test]
     fn a_trusted_proxy_without_forwarding_headers_is_the_whole_list() {
-        // As `Gateway::connection` makes it for every peer.
-        let peer = HeaderValue::from_static("10.0.0.1");
+        // As `Gateway::connection` makes it for every peer (another address than
+        // `from_trusted_proxy`'s peer here, to tell the prepared value from one made anew).
+        let peer = HeaderValue::from_static("10.0.0.9");
         let names = names();
         // The Host is the authority (its value is reused for X-Forwarded-Host), and an
         // X-Forwarded-Proto the proxy names in Connection is gone, so authgate sets its own.
@@ -628,7 +632,7 @@ mod tests {
                 ..from_trusted_proxy(&names)
             },
         );
-        assert_eq!(h["x-forwarded-for"], "10.0.0.1");
+        assert_eq!(h["x-forwarded-for"], "10.0.0.9");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "a");
         assert_eq!(h.get_all("host").iter().count(), 1);
@@ -648,6 +652,20 @@ mod tests {
         );
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 5.6.7.8, 10.0.0.1");
         assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+
+        // The proxy's X-Forwarded-Host is kept; named in Connection, it is authgate's. A Host
+        // other than the authority is replaced by it.
+        for (connection, want) in [("keep-alive", "public.example"), ("x-forwarded-host", "a")] {
+            let mut h = map(&[
+                ("Host", "internal:8080"),
+                ("Connection", connection),
+                ("X-Forwarded-Host", "public.example"),
+            ]);
+            prepare_request(&mut h, &from_trusted_proxy(&names));
+            assert_eq!(h["x-forwarded-host"], want, "Connection: {connection}");
+            assert_eq!(h.get_all("x-forwarded-host").iter().count(), 1);
+            assert_eq!(h["host"], "a");
+        }
     }
 
     #[test]
@@ -699,6 +717,25 @@ mod tests {
         let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
         left.sort_unstable();
         assert_eq!(left, ["content-type", "set-cookie"]);
+
+        // More names than the inline slots hold, one of them in two fields: all go.
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("connection", "x-a, x-b, x-c"),
+            ("connection", "x-d"),
+            ("upgrade", "websocket"),
+            ("x-a", "1"),
+            ("x-a", "2"),
+            ("x-b", "1"),
+            ("x-c", "1"),
+            ("x-d", "1"),
+            ("content-length", "2"),
+        ] {
+            h.append(k, HeaderValue::from_static(v));
+        }
+        prepare_response(&mut h);
+        let left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["content-length"]);
     }
 
     #[test]

@@ -21,11 +21,17 @@ fn digits(buf: &mut [u8], end: usize, n: u64) -> usize {
     }
 }
 
+/// `b` as two lower-case hex digits.
+pub fn hex(b: u8) -> [u8; 2] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    [HEX[usize::from(b >> 4)], HEX[usize::from(b & 0x0f)]]
+}
+
 /// Appends `b` as two lower-case hex digits.
 pub fn push_hex(out: &mut String, b: u8) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push(char::from(HEX[usize::from(b >> 4)]));
-    out.push(char::from(HEX[usize::from(b & 0x0f)]));
+    let [hi, lo] = hex(b);
+    out.push(char::from(hi));
+    out.push(char::from(lo));
 }
 
 /// Appends `n` in decimal.

@@ -722,13 +722,12 @@ fn request_id(headers: &HeaderMap, peer_trusted: bool) -> HeaderValue {
         siphasher::sip128::SipHasher13::new_with_key(&key)
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut id = [0u8; 32];
     for (pair, b) in id
         .chunks_exact_mut(2)
         .zip(key.hash(&n.to_le_bytes()).as_bytes())
     {
-        pair.copy_from_slice(&[HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+        pair.copy_from_slice(&crate::ascii::hex(b));
     }
     // One allocation, shared by reference count with every copy of the value (a copied
     // `HeaderValue` made from a slice allocates again on its first clone).

@@ -224,7 +224,7 @@ pub fn prepare_request(headers: &mut HeaderMap, f: &Forwarding<'_>) {
     // The upstream gets HTTP/1.1 and so needs Host, also when the client spoke HTTP/2. An
     // HTTP/1.1 client's Host is mostly the authority already, and its value then serves as
     // X-Forwarded-Host too (a clone shares the bytes; a new value would copy them).
-    let mut host_is_authority: Option<HeaderValue> = None;
+    let mut host_value: Option<HeaderValue> = None;
     // Which forwarding fields a trusted proxy sent (and, for Proto and Host, that stay),
     // noted in the one walk over the fields rather than looked up after it: each lookup
     // hashes the name.
@@ -233,7 +233,7 @@ pub fn prepare_request(headers: &mut HeaderMap, f: &Forwarding<'_>) {
         let listed = connection_names(headers);
         for (name, value) in headers.iter() {
             if name == HOST && value.as_bytes() == f.authority.as_bytes() {
-                host_is_authority = Some(value.clone());
+                host_value = Some(value.clone());
             }
             let n = canonical(name.as_str());
             // Connection cannot take Host away: the upstream gets the one authgate routed on.
@@ -249,7 +249,7 @@ pub fn prepare_request(headers: &mut HeaderMap, f: &Forwarding<'_>) {
     }
     // A trusted proxy's X-Forwarded-For is kept and our peer appended; otherwise (an
     // untrusted peer's, removed below, or none sent) the peer is the whole list.
-    let prior_xff = if f.peer_trusted && has_xff {
+    let prior_xff = if has_xff {
         let mut joined = String::new();
         for v in headers
             .get_all(&X_FORWARDED_FOR)
@@ -267,7 +267,7 @@ pub fn prepare_request(headers: &mut HeaderMap, f: &Forwarding<'_>) {
     };
     remove.apply(headers);
 
-    let authority = match host_is_authority {
+    let authority = match host_value {
         Some(host) => Some(host),
         None => {
             let authority = HeaderValue::from_str(f.authority).ok();

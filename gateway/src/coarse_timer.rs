@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 #[derive(Clone)]
 pub struct CoarseTimer {
     waits: Arc<Waits>,
+    resolution: Duration,
 }
 
 /// The blocked waits, by slot. A slot belongs to one sleep from its first blocked poll until
@@ -78,7 +79,7 @@ impl CoarseTimer {
     pub fn new(resolution: Duration) -> CoarseTimer {
         let waits = Arc::new(Waits::default());
         tokio::spawn(sweep(Arc::downgrade(&waits), resolution));
-        CoarseTimer { waits }
+        CoarseTimer { waits, resolution }
     }
 
     /// A timer for deadlines of about `timeout`: checked every tenth of it, kept between
@@ -87,14 +88,9 @@ impl CoarseTimer {
         CoarseTimer::new((timeout / 10).clamp(Duration::from_millis(5), Duration::from_secs(1)))
     }
 
-    /// `fut`'s output, or None once `duration` has passed (at most one resolution late).
-    /// A future built where it is awaited (as `tokio::time::timeout` is), so a large `fut`
-    /// is not moved again.
-    pub fn timeout<F: Future>(&self, duration: Duration, fut: F) -> Timeout<F> {
-        Timeout {
-            fut,
-            sleep: self.sleep_for(duration),
-        }
+    /// How often the deadlines are checked.
+    pub fn resolution(&self) -> Duration {
+        self.resolution
     }
 
     /// A wait of `duration` from now, for callers other than hyper (not boxed).
@@ -138,27 +134,6 @@ impl hyper::rt::Timer for CoarseTimer {
             waits: Arc::clone(&self.waits),
             slot: None,
         })
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// See [`CoarseTimer::timeout`].
-    pub struct Timeout<F> {
-        #[pin]
-        fut: F,
-        sleep: CoarseSleep,
-    }
-}
-
-impl<F: Future> Future for Timeout<F> {
-    type Output = Option<F::Output>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        if let Poll::Ready(out) = this.fut.poll(cx) {
-            return Poll::Ready(Some(out));
-        }
-        Pin::new(this.sleep).poll(cx).map(|()| None)
     }
 }
 
@@ -213,6 +188,22 @@ impl Future for CoarseSleep {
 
 impl hyper::rt::Sleep for CoarseSleep {}
 
+impl CoarseSleep {
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Moves the deadline, earlier or later; a wait already registered moves with it.
+    pub fn reset(&mut self, deadline: Instant) {
+        self.deadline = deadline;
+        if let Some(i) = self.slot {
+            if let Some((d, _)) = &mut self.waits.lock().entries[i] {
+                *d = deadline;
+            }
+        }
+    }
+}
+
 impl Drop for CoarseSleep {
     fn drop(&mut self) {
         if let Some(i) = self.slot {
@@ -246,6 +237,7 @@ mod tests {
     fn timer() -> CoarseTimer {
         CoarseTimer {
             waits: Arc::new(Waits::default()),
+            resolution: Duration::from_millis(5),
         }
     }
 
@@ -326,17 +318,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn timeout_gives_the_output_or_none_once_the_deadline_passed() {
-        let timer = CoarseTimer::for_timeout(Duration::from_millis(20));
-        assert_eq!(
-            timer.timeout(Duration::from_secs(60), async { 7 }).await,
-            Some(7)
-        );
+    async fn a_reset_wait_ends_at_its_new_deadline_and_gives_its_slot_back() {
+        let timer = CoarseTimer::new(Duration::from_millis(5));
         let started = Instant::now();
-        let never = std::future::pending::<()>();
-        assert_eq!(timer.timeout(Duration::from_millis(20), never).await, None);
+        let mut sleep = timer.sleep_for(Duration::from_secs(60));
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        // Registered with the 60-s deadline, then moved to 20 ms.
+        assert!(Pin::new(&mut sleep).poll(&mut cx).is_pending());
+        sleep.reset(started + Duration::from_millis(20));
+        assert_eq!(sleep.deadline(), started + Duration::from_millis(20));
+        let ended = tokio::time::timeout(Duration::from_secs(10), &mut sleep).await;
+        assert!(ended.is_ok(), "the sweeper never woke the moved wait");
         assert!(started.elapsed() >= Duration::from_millis(20), "not early");
-        // The finished waits gave their slots back.
+        // And later again: pending until then.
+        sleep.reset(Instant::now() + Duration::from_secs(60));
+        assert!(Pin::new(&mut sleep).poll(&mut cx).is_pending());
+        drop(sleep);
         let slots = timer.waits.lock();
         assert!(slots.entries.iter().all(Option::is_none));
     }

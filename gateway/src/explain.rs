@@ -291,6 +291,9 @@ fn fix(r: &Reason) -> &'static str {
         Reason::UpstreamUnavailable | Reason::UpstreamTimeout => {
             "check the upstream; this is not an authentication problem"
         }
+        Reason::ClientClosed => {
+            "nothing to fix here: the client gave up first (check the upstream if it is slow)"
+        }
         Reason::ExpiredCredentials(crate::reason::Expired::Password) => {
             "set a new password: authgate user passwd USER"
         }

@@ -85,6 +85,9 @@ pub struct Connection {
     pinned: crate::forward::Pinned,
     /// The last Basic credentials verified on this connection.
     remembered: authenticate::basic::Remembered,
+    /// The read side of the client's socket, for noticing a client that goes away while its
+    /// request waits for the upstream. None where there is no socket (tests).
+    client: Option<crate::accept::ClientReader>,
 }
 
 pub struct Gateway {
@@ -250,7 +253,11 @@ impl Gateway {
     }
 
     /// What the requests of a new client connection from `peer` share.
-    pub fn connection(&self, peer: SocketAddr) -> Connection {
+    pub fn connection(
+        &self,
+        peer: SocketAddr,
+        client: Option<crate::accept::ClientReader>,
+    ) -> Connection {
         let peer_trusted = is_trusted(&self.config.server.trusted_proxies, peer.ip());
         let forwarded_for = {
             let mut s = String::new();
@@ -263,6 +270,7 @@ impl Gateway {
             forwarded_for,
             pinned: self.forwarder.pin(),
             remembered: authenticate::basic::Remembered::default(),
+            client,
         }
     }
 
@@ -423,7 +431,7 @@ impl Gateway {
         let accept = req.headers().get(ACCEPT).cloned();
         let forwarded = self
             .forwarder
-            .forward(&conn.pinned, route, &target, req)
+            .forward(&conn.pinned, conn.client.as_ref(), route, &target, req)
             .await;
         record.path = target.path;
         match forwarded {

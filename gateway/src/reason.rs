@@ -43,6 +43,9 @@ pub enum Reason {
     UpstreamUnavailable,
     /// The upstream did not answer within `server.upstream_timeout` (RFC 9110 §15.6.5).
     UpstreamTimeout,
+    /// The client closed its connection while its request waited for the upstream; the request
+    /// was abandoned. Logged as 499, nginx's code for the same event; the client sees nothing.
+    ClientClosed,
     /// Too many failed attempts from this client, for this user, or for this pair: banned for
     /// `retry_after` seconds, without any password being checked.
     TooManyFailures { retry_after: u64 },
@@ -130,6 +133,7 @@ impl Reason {
             Reason::NoRoute => "no_route",
             Reason::UpstreamUnavailable => "upstream_unavailable",
             Reason::UpstreamTimeout => "upstream_timeout",
+            Reason::ClientClosed => "client_closed",
             Reason::TooManyFailures { .. } => "too_many_failures",
             Reason::HashingBusy => "hashing_busy",
             Reason::UntrustedForwardAuth => "untrusted_forward_auth",
@@ -214,6 +218,9 @@ impl Reason {
             Reason::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             Reason::HashingBusy => StatusCode::SERVICE_UNAVAILABLE,
             Reason::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            // Not an HTTP status (RFC 9110 §15 has none for an answer nobody receives): nginx's
+            // "client closed request", which log readers already know.
+            Reason::ClientClosed => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
         }
     }
 
@@ -241,6 +248,7 @@ impl Reason {
             Reason::NoRoute => "Not found",
             Reason::UpstreamUnavailable => "Upstream unavailable",
             Reason::UpstreamTimeout => "Upstream timed out",
+            Reason::ClientClosed => "Client closed the request",
             Reason::TooManyFailures { .. } => "Too many failed attempts",
             Reason::HashingBusy => "Too many sign-ins at once",
             Reason::UntrustedForwardAuth => "Not a trusted proxy",
@@ -308,6 +316,9 @@ impl Reason {
                 .into(),
             Reason::UpstreamTimeout => "The application behind the gateway did not answer in \
                  time. This is not an authentication problem; try again later."
+                .into(),
+            Reason::ClientClosed => "The client closed the connection before the application \
+                 behind the gateway answered; the request was abandoned."
                 .into(),
             Reason::TooManyFailures { retry_after } => format!(
                 "Too many failed sign-in attempts. Wait {retry_after} seconds before trying \
@@ -395,6 +406,7 @@ impl Reason {
             Reason::NoRoute,
             Reason::UpstreamUnavailable,
             Reason::UpstreamTimeout,
+            Reason::ClientClosed,
             Reason::TooManyFailures { retry_after: 60 },
             Reason::HashingBusy,
             Reason::UntrustedForwardAuth,

@@ -5,7 +5,10 @@ pub mod headers;
 pub mod pool;
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, LOCATION};
@@ -16,6 +19,7 @@ use hyper::body::Incoming;
 use tower::ServiceExt;
 use tower_http::services::ServeDir;
 
+use crate::accept::ClientReader;
 use crate::body::Body;
 use crate::coarse_timer::CoarseTimer;
 use crate::config::{Backend, Config, Route, Upstream};
@@ -64,10 +68,12 @@ impl Forwarder {
     }
 
     /// Sends the request to the route's backend. `req` already carries the headers the backend
-    /// may see (see [`headers::prepare_request`]). `pinned` is the client connection's.
+    /// may see (see [`headers::prepare_request`]). `pinned` is the client connection's, and
+    /// `client` the read side of its socket.
     pub async fn forward(
         &self,
         pinned: &Pinned,
+        client: Option<&ClientReader>,
         route: &Route,
         target: &Target,
         req: Request<Incoming>,
@@ -83,7 +89,7 @@ impl Forwarder {
             }
         }
         match &route.backend {
-            Backend::Upstream(up) => self.proxy(pinned, up, route, target, req).await,
+            Backend::Upstream(up) => self.proxy(pinned, client, up, route, target, req).await,
             Backend::Static(_) => self.serve_static(route, target, req).await,
             Backend::None => Err(Reason::NoRoute),
         }
@@ -92,6 +98,7 @@ impl Forwarder {
     async fn proxy(
         &self,
         pinned: &Pinned,
+        client: Option<&ClientReader>,
         upstream: &Upstream,
         route: &Route,
         target: &Target,
@@ -127,22 +134,58 @@ impl Forwarder {
         let timer = self
             .timer
             .get_or_init(|| CoarseTimer::for_timeout(self.upstream_timeout));
-        let response = match timer
-            .timeout(
-                self.upstream_timeout,
-                pinned.send(&upstream.authority, request, exclusive),
-            )
-            .await
-        {
-            None => return Err(Reason::UpstreamTimeout),
-            Some(Err(pool::SendError::Request(e))) if body_over_limit(&e) => {
+        let mut send = std::pin::pin!(pinned.send(&upstream.authority, request, exclusive));
+        let mut sleep = timer.sleep_for(self.upstream_timeout);
+        let until = sleep.deadline();
+        // An HTTP/1 client that goes away before the response head abandons the request
+        // (dropping it closes its upstream connection), as nginx does by default
+        // (`proxy_ignore_client_abort off`). The client is watched only once the request has
+        // waited one tick of the timer (a tenth of `upstream_timeout`, 5 ms to 1 s), so it is
+        // noticed one to two ticks after it left, and a quick answer costs nothing more. An
+        // HTTP/2 stream's request runs in a task of its own, and hyper ends it when the
+        // client resets the stream.
+        let watch = client.filter(|_| exclusive);
+        if watch.is_some() {
+            let start = until
+                .checked_sub(self.upstream_timeout)
+                .unwrap_or_else(Instant::now);
+            sleep.reset(until.min(start + timer.resolution()));
+        }
+        let mut gone: Option<crate::accept::Gone<'_>> = None;
+        let answer = std::future::poll_fn(|cx| {
+            if let Poll::Ready(answer) = send.as_mut().poll(cx) {
+                return Poll::Ready(Ok(answer));
+            }
+            if let Some(g) = gone.as_mut() {
+                if Pin::new(g).poll(cx).is_ready() {
+                    return Poll::Ready(Err(Reason::ClientClosed));
+                }
+            }
+            while Pin::new(&mut sleep).poll(cx).is_ready() {
+                match watch {
+                    Some(client) if gone.is_none() && sleep.deadline() < until => {
+                        sleep.reset(until);
+                        let mut g = client.gone();
+                        if Pin::new(&mut g).poll(cx).is_ready() {
+                            return Poll::Ready(Err(Reason::ClientClosed));
+                        }
+                        gone = Some(g);
+                    }
+                    _ => return Poll::Ready(Err(Reason::UpstreamTimeout)),
+                }
+            }
+            Poll::Pending
+        })
+        .await?;
+        let response = match answer {
+            Err(pool::SendError::Request(e)) if body_over_limit(&e) => {
                 return Err(Reason::BodyTooLarge)
             }
-            Some(Err(e)) => {
+            Err(e) => {
                 tracing::warn!(upstream = %upstream.authority, error = %e, "upstream request failed");
                 return Err(Reason::UpstreamUnavailable);
             }
-            Some(Ok(r)) => r,
+            Ok(r) => r,
         };
         let (mut parts, body) = response.into_parts();
         headers::prepare_response(&mut parts.headers);

@@ -531,3 +531,135 @@ fn head_of_a_401_has_the_same_headers_and_no_body() {
     );
     up.assert_untouched("GET and HEAD without credentials");
 }
+
+/// An upstream that takes one connection, reports each request head it reads on it, and
+/// answers a request only when told to through the returned sender; it reports how long after
+/// the first head its connection was closed (EOF), or None if it stayed open for 10 s (or
+/// broke).
+#[allow(clippy::type_complexity)]
+fn held_upstream() -> (
+    String,
+    std::sync::mpsc::Receiver<String>,
+    std::sync::mpsc::Sender<()>,
+    std::sync::mpsc::Receiver<Option<Duration>>,
+) {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", l.local_addr().expect("addr"));
+    let (head_tx, head_rx) = std::sync::mpsc::channel();
+    let (answer_tx, answer_rx) = std::sync::mpsc::channel::<()>();
+    let (closed_tx, closed_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok((mut s, _)) = l.accept() else { return };
+        // Short reads, so that the connection is watched for EOF while an answer waits.
+        s.set_read_timeout(Some(Duration::from_millis(20)))
+            .expect("timeout");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut first: Option<std::time::Instant> = None;
+        let (mut pending, mut unanswered) = (Vec::new(), 0usize);
+        let mut buf = [0u8; 4096];
+        while std::time::Instant::now() < deadline {
+            while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head: Vec<u8> = pending.drain(..end + 4).collect();
+                first.get_or_insert_with(std::time::Instant::now);
+                let _ = head_tx.send(String::from_utf8_lossy(&head).into_owned());
+                unanswered += 1;
+            }
+            while unanswered > 0 && answer_rx.try_recv().is_ok() {
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+                unanswered -= 1;
+            }
+            match s.read(&mut buf) {
+                Ok(0) => {
+                    let _ = closed_tx.send(first.map(|t| t.elapsed()));
+                    return;
+                }
+                Ok(n) => pending.extend_from_slice(&buf[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => break,
+            }
+        }
+        let _ = closed_tx.send(None);
+    });
+    (url, head_rx, answer_tx, closed_rx)
+}
+
+fn held_config(url: &str, upstream_timeout: &str) -> String {
+    format!(
+        "[server]\nupstream_timeout = \"{upstream_timeout}\"\n\n[users]\nhtpasswd = \"{{dir}}/users.htpasswd\"\n\n[[route]]\npath = \"/\"\nupstream = \"{url}\"\nauth = [\"basic\"]\n"
+    )
+}
+
+const ALICE_GET: &[u8] =
+    b"GET /held HTTP/1.1\r\nHost: app.test\r\nAuthorization: Basic YWxpY2U6YWxpY2UtcHc=\r\n\r\n";
+
+#[test]
+fn a_client_that_goes_away_abandons_its_request_and_the_upstream_connection() {
+    let (url, heads, _answer, closed) = held_upstream();
+    // Watched from the first tick of the timer (0.5 s), so noticed within ~1 s.
+    let gw = start(&held_config(&url, "5s"));
+    let mut client = TcpStream::connect(gw.addr).expect("connect");
+    client.write_all(ALICE_GET).expect("write");
+    let head = heads
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the upstream got the request");
+    let id = head
+        .lines()
+        .find_map(|l| l.strip_prefix("x-request-id: "))
+        .expect("x-request-id")
+        .to_string();
+    // The client gives up while the upstream is still working on the request.
+    drop(client);
+    let after = closed
+        .recv_timeout(Duration::from_secs(15))
+        .expect("the upstream thread reports");
+    let after = after.expect("authgate kept the upstream connection open for 10 s");
+    assert!(
+        after < Duration::from_secs(3),
+        "the upstream connection closed {after:?} after the request, not within two ticks (upstream_timeout is 5 s)"
+    );
+    let audit = gw.audit_for(&id);
+    assert_eq!(audit["reason"], "client_closed", "{audit}");
+    assert_eq!(audit["status"], 499, "{audit}");
+    assert_eq!(audit["user"], "alice", "{audit}");
+}
+
+#[test]
+fn a_request_pipelined_behind_a_slow_one_neither_aborts_it_nor_is_lost() {
+    let (url, heads, answer, _closed) = held_upstream();
+    // Watched from the first tick (0.1 s); the upstream answers well before the 2-s timeout.
+    let gw = start(&held_config(&url, "2s"));
+    let mut client = TcpStream::connect(gw.addr).expect("connect");
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    client.write_all(ALICE_GET).expect("write");
+    heads
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the upstream got the first request");
+    // The second request arrives while the first waits for the upstream: the bytes waiting
+    // on the socket are not an end of stream.
+    client.write_all(ALICE_GET).expect("write");
+    std::thread::sleep(Duration::from_millis(500));
+    answer.send(()).expect("answer the first");
+    heads
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the upstream got the second request");
+    answer.send(()).expect("answer the second");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while got.windows(15).filter(|w| w == b"HTTP/1.1 200 OK").count() < 2 {
+        let n = client
+            .read(&mut buf)
+            .expect("two answers, not a closed connection");
+        assert!(
+            n > 0,
+            "connection closed after: {}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+}

@@ -470,8 +470,11 @@ impl Gateway {
         record: &mut Record,
     ) -> Result<(Arc<Route>, Option<Identity>), (Reason, Option<Arc<Route>>)> {
         // Route: host first, then the longest path prefix.
-        let route = self.router.route(&target.host, &target.path);
-        if self.router.case_conflict(&target.host, &target.path, route) {
+        let route = self.router.route(target.host(), &target.path);
+        if self
+            .router
+            .case_conflict(target.host(), &target.path, route)
+        {
             return Err((
                 Reason::AmbiguousPath("a path whose letter case selects another route"),
                 None,

@@ -13,17 +13,33 @@ use crate::reason::Reason;
 /// What the later stages know about the request target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    /// Lower-case host without port and without a trailing dot.
-    pub host: String,
     /// The host as the client sent it (with port), for `X-Forwarded-Host`.
     pub authority: String,
+    /// Where [`Target::host`] is: mostly a part of `authority`, which needs no copy.
+    host: Host,
     /// The normalised path: the one that is routed, authorised and forwarded.
     pub path: String,
     /// The query, unchanged, without '?'.
     pub query: Option<String>,
 }
 
+/// The normalised host: `authority[..end]` when that is it already (lower-case, no trailing
+/// dot, not an IPv6 literal), otherwise a copy made normal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Host {
+    Prefix(usize),
+    Owned(String),
+}
+
 impl Target {
+    /// Lower-case host without port and without a trailing dot.
+    pub fn host(&self) -> &str {
+        match &self.host {
+            Host::Prefix(end) => self.authority.get(..*end).unwrap_or_default(),
+            Host::Owned(h) => h,
+        }
+    }
+
     pub fn path_and_query(&self) -> String {
         match &self.query {
             Some(q) => format!("{}?{q}", self.path),
@@ -141,9 +157,9 @@ fn authority<B>(req: &Request<B>, fields: &Fields<'_>) -> Result<String, Reason>
 
 /// The host part of `host[:port]` or `[v6]:port`, lower-cased, without a trailing dot.
 /// None if it is not a valid RFC 3986 host.
-fn host_of(authority: &str) -> Option<String> {
+fn host_of(authority: &str) -> Option<Host> {
     if authority.is_empty() {
-        return Some(String::new());
+        return Some(Host::Prefix(0));
     }
     if let Some(rest) = authority.strip_prefix('[') {
         let end = rest.find(']')?;
@@ -153,7 +169,7 @@ fn host_of(authority: &str) -> Option<String> {
             return None;
         }
         v6.parse::<std::net::Ipv6Addr>().ok()?;
-        return Some(format!("[{}]", v6.to_ascii_lowercase()));
+        return Some(Host::Owned(format!("[{}]", v6.to_ascii_lowercase())));
     }
     // The last ':' by a byte scan: `rsplit_once(':')` goes through the generic reverse
     // char searcher, several times the cost for an authority's few bytes.
@@ -174,7 +190,15 @@ fn host_of(authority: &str) -> Option<String> {
         && host
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
-    ok.then(|| host.to_ascii_lowercase())
+    if !ok {
+        return None;
+    }
+    // `host` is a prefix of `authority`; most clients send it in lower case already.
+    Some(if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Host::Owned(host.to_ascii_lowercase())
+    } else {
+        Host::Prefix(host.len())
+    })
 }
 
 fn valid_port(p: &str) -> bool {
@@ -198,6 +222,11 @@ pub fn normalize_path(raw: &str) -> Result<String, &'static str> {
     if is_already_normal(raw) {
         return Ok(raw.to_string());
     }
+    normalize_slowly(raw)
+}
+
+/// [`normalize_path`] segment by segment, for a path that is not normal already.
+fn normalize_slowly(raw: &str) -> Result<String, &'static str> {
     let mut out: Vec<String> = Vec::new();
     let trailing_slash = raw.len() > 1 && raw.ends_with('/');
     let mut last_was_dot = false;
@@ -227,23 +256,45 @@ pub fn normalize_path(raw: &str) -> Result<String, &'static str> {
     Ok(path)
 }
 
-/// The common case, decided without allocating: only unreserved and sub-delim characters
-/// (no '%', ';', '\\'), no empty segment except a trailing one, no dot-segment.
-fn is_already_normal(raw: &str) -> bool {
-    let plain = raw
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,=:@/".contains(&b));
-    if !plain {
-        return false;
+/// The bytes a path that needs no normalising is made of: unreserved and sub-delim
+/// characters, ':', '@' and '/' (RFC 3986 §3.3), without '%', ';' (a parameter to some
+/// servers) and '\\'. A table: one load per byte.
+const PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = (b as u8).is_ascii_alphanumeric();
+        b += 1;
     }
-    let mut segments = raw.split('/').skip(1).peekable();
-    while let Some(seg) = segments.next() {
-        let last = segments.peek().is_none();
-        if (seg.is_empty() && !last) || seg == "." || seg == ".." {
+    let extra = b"-._~!$&'()*+,=:@/";
+    let mut i = 0;
+    while i < extra.len() {
+        t[extra[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
+/// The common case, decided in one pass without allocating: only [`PLAIN`] bytes, no empty
+/// segment except a trailing one, no dot-segment. `raw` starts with '/'.
+fn is_already_normal(raw: &str) -> bool {
+    let bytes = raw.as_bytes();
+    // A segment ends at each '/' after the first byte, and at the end.
+    let dot_or_empty = |seg: &[u8]| matches!(seg, b"" | b"." | b"..");
+    let mut start = 1;
+    for (i, &b) in bytes.iter().enumerate().skip(1) {
+        if !PLAIN[usize::from(b)] {
             return false;
         }
+        if b == b'/' {
+            if dot_or_empty(&bytes[start..i]) {
+                return false;
+            }
+            start = i + 1;
+        }
     }
-    true
+    // The last segment may be empty (a trailing '/'), not a dot-segment.
+    !matches!(bytes.get(start..), Some(b"." | b".."))
 }
 
 fn normalize_segment(segment: &str) -> Result<(String, bool), &'static str> {
@@ -318,6 +369,60 @@ mod tests {
     }
 
     #[test]
+    fn the_one_pass_check_passes_only_paths_normalising_leaves_alone() {
+        let normal = [
+            "/",
+            "/a",
+            "/a/",
+            "/a/b",
+            "/a.b/c",
+            "/.a",
+            "/..a",
+            "/a.",
+            "/a../",
+            "/~u/x-y_z",
+            "/a:b@c",
+            "/!$&'()*+,=",
+            "/ABC/09",
+        ];
+        let not_normal = [
+            "//",
+            "/a//b",
+            "/.",
+            "/..",
+            "/./a",
+            "/../a",
+            "/a/.",
+            "/a/..",
+            "/a/./b",
+            "/a/../b",
+            "/a/.//",
+            "/%61",
+            "/a;b",
+            "/a\\b",
+            "/a b",
+            "/caf\u{e9}",
+            "/a?b",
+            "/a#b",
+            "/a\"b",
+        ];
+        for p in normal {
+            assert!(is_already_normal(p), "{p} is normal");
+            assert_eq!(normalize_slowly(p).as_deref(), Ok(p), "{p}");
+        }
+        for p in not_normal {
+            assert!(!is_already_normal(p), "{p} needs the slow path");
+        }
+        // Every byte: the table and the slow path agree on what stays as it is.
+        for b in 0..=255u8 {
+            let p = format!("/a{}", char::from(b));
+            if is_already_normal(&p) {
+                assert_eq!(normalize_slowly(&p).as_deref(), Ok(p.as_str()), "{b:#x}");
+            }
+        }
+    }
+
+    #[test]
     fn refuses_ambiguous_forms() {
         for raw in [
             "/a%2fb",
@@ -349,7 +454,7 @@ mod tests {
     fn host_rules() {
         let r = req(Version::HTTP_11, &[("host", "Example.COM.:8080")], "/");
         assert_eq!(
-            normalize(&r, 8192).map(|t| t.host),
+            normalize(&r, 8192).map(|t| t.host().to_string()),
             Ok("example.com".into())
         );
         let r = req(Version::HTTP_11, &[], "/");
@@ -359,10 +464,26 @@ mod tests {
         let r = req(Version::HTTP_11, &[("host", "a b")], "/");
         assert_eq!(normalize(&r, 8192), Err(Reason::InvalidHost));
         let r = req(Version::HTTP_11, &[("host", "[::1]:80")], "/");
-        assert_eq!(normalize(&r, 8192).map(|t| t.host), Ok("[::1]".into()));
+        assert_eq!(
+            normalize(&r, 8192).map(|t| t.host().to_string()),
+            Ok("[::1]".into())
+        );
         // RFC 9112 §3.2.2: absolute-form wins over Host.
         let r = req(Version::HTTP_11, &[("host", "a")], "http://b.example/x");
-        assert_eq!(normalize(&r, 8192).map(|t| t.host), Ok("b.example".into()));
+        assert_eq!(
+            normalize(&r, 8192).map(|t| t.host().to_string()),
+            Ok("b.example".into())
+        );
+        // Already normal: the host is the authority's prefix, not a copy.
+        let r = req(Version::HTTP_11, &[("host", "app.example.:8443")], "/");
+        let t = normalize(&r, 8192).expect("target");
+        assert_eq!(
+            (t.host(), t.authority.as_str()),
+            ("app.example", "app.example.:8443")
+        );
+        assert_eq!(t.host, Host::Prefix(11));
+        let r = req(Version::HTTP_11, &[("host", "App.example")], "/");
+        assert_eq!(normalize(&r, 8192).expect("target").host(), "app.example");
     }
 
     #[test]

@@ -36,7 +36,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: authgate_alloc::MiMalloc = authgate_alloc::MiMalloc;
 
 type Body = Either<Incoming, Full<Bytes>>;
 

@@ -12,9 +12,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// mimalloc instead of glibc's malloc: a request allocates and frees many small buffers
 /// (headers, the audit record), and glibc's allocator took ~9% of the proxy path's CPU in a
-/// perf profile; see bench/RESULTS.md.
+/// perf profile; see bench/RESULTS.md. Through `authgate-alloc`, which skips mimalloc's
+/// aligned entry points where they only cost (see there).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: authgate_alloc::MiMalloc = authgate_alloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(

@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -146,16 +147,28 @@ pub struct ClientIo {
 }
 
 /// The read side of a client connection, shared by hyper and the connection's requests. They
-/// never read at once: hyper does not read an HTTP/1 connection while its request is in
-/// flight (`half_close`), and that request is polled by the connection's own task. The lock
-/// is therefore never contended; it is there because the sharing must be safe, not fast.
+/// never read at the same time: an HTTP/1 request is polled by the connection's own task,
+/// and hyper does not read for the next request, nor for an end of stream, while one is in
+/// flight (`half_close`). The lock is therefore never contended; it is there because the
+/// sharing must be safe, not fast.
 #[derive(Clone)]
-pub struct ClientReader(Arc<Mutex<OwnedReadHalf>>);
+pub struct ClientReader(Arc<Shared>);
+
+struct Shared {
+    read: Mutex<OwnedReadHalf>,
+    /// Set once a [`Gone`] has seen the client leave: from then on nothing more is written
+    /// to the connection ([`ClientIo`]'s writes fail), so a client that only shut down its
+    /// sending side gets no answer to the abandoned request, as from nginx.
+    gone: AtomicBool,
+}
 
 impl ClientIo {
     pub fn new(stream: TcpStream) -> (ClientIo, ClientReader) {
         let (read, write) = stream.into_split();
-        let read = ClientReader(Arc::new(Mutex::new(read)));
+        let read = ClientReader(Arc::new(Shared {
+            read: Mutex::new(read),
+            gone: AtomicBool::new(false),
+        }));
         (
             ClientIo {
                 read: read.clone(),
@@ -178,7 +191,7 @@ impl ClientIo {
 
 impl ClientReader {
     fn lock(&self) -> std::sync::MutexGuard<'_, OwnedReadHalf> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.0.read.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A future that completes when the client has closed or reset the connection: an HTTP/1
@@ -187,24 +200,32 @@ impl ClientReader {
     /// side counts as gone too, as it does for both of them. If the client sends more bytes
     /// first (a pipelined request, which hyper reads once this response is written), the
     /// future stays pending: whether the client is still there cannot be told until then.
+    /// One case differs from hyper's own check: a request pipelined *before* this one was
+    /// read sits in hyper's buffer, not on the socket, so a client that then shuts down its
+    /// sending side is taken as gone here, where hyper (seeing its buffer) kept waiting.
     ///
-    /// Only for a request that hyper's HTTP/1 connection polls itself: the waker registered
-    /// is the connection task's, the one hyper's own reads register.
-    pub fn gone(&self) -> Gone<'_> {
+    /// Once it has completed, the connection writes nothing more: the answer to the abandoned
+    /// request is never sent.
+    ///
+    /// Only for a request (or its response body) that hyper's HTTP/1 connection polls
+    /// itself: the waker registered is the connection task's, the one hyper's own reads
+    /// register. Polled from another task (an HTTP/2 stream's), it would take that waker
+    /// from the connection.
+    pub fn gone(&self) -> Gone {
         Gone {
-            reader: self,
+            reader: self.clone(),
             watching: true,
         }
     }
 }
 
 /// See [`ClientReader::gone`].
-pub struct Gone<'a> {
-    reader: &'a ClientReader,
+pub struct Gone {
+    reader: ClientReader,
     watching: bool,
 }
 
-impl Future for Gone<'_> {
+impl Future for Gone {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -216,7 +237,10 @@ impl Future for Gone<'_> {
         let peeked = self.reader.lock().poll_peek(cx, &mut buf);
         match peeked {
             // End of stream, or an error such as a reset: the client is gone.
-            Poll::Ready(Ok(0) | Err(_)) => Poll::Ready(()),
+            Poll::Ready(Ok(0) | Err(_)) => {
+                self.reader.0.gone.store(true, Ordering::Relaxed);
+                Poll::Ready(())
+            }
             Poll::Ready(Ok(_)) => {
                 // Bytes are waiting: peeking again would find them again at once, for every
                 // poll. Stop watching; the upstream's answer or timeout ends the request.
@@ -238,12 +262,27 @@ impl AsyncRead for ClientIo {
     }
 }
 
+impl ClientIo {
+    /// The error every write gets once the client is known to have gone.
+    fn abandoned(&self) -> Option<io::Error> {
+        self.read.0.gone.load(Ordering::Relaxed).then(|| {
+            io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the client closed the connection",
+            )
+        })
+    }
+}
+
 impl AsyncWrite for ClientIo {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if let Some(e) = self.abandoned() {
+            return Poll::Ready(Err(e));
+        }
         Pin::new(&mut self.get_mut().write).poll_write(cx, buf)
     }
 
@@ -252,6 +291,9 @@ impl AsyncWrite for ClientIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if let Some(e) = self.abandoned() {
+            return Poll::Ready(Err(e));
+        }
         Pin::new(&mut self.get_mut().write).poll_write_vectored(cx, bufs)
     }
 

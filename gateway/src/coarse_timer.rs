@@ -193,7 +193,9 @@ impl CoarseSleep {
         self.deadline
     }
 
-    /// Moves the deadline, earlier or later; a wait already registered moves with it.
+    /// Moves the deadline, earlier or later; a wait already registered moves with it. Poll
+    /// the sleep again after a reset: a wait the sweeper has already woken is registered anew
+    /// only by its next poll.
     pub fn reset(&mut self, deadline: Instant) {
         self.deadline = deadline;
         if let Some(i) = self.slot {

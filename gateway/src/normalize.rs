@@ -13,7 +13,8 @@ use crate::reason::Reason;
 /// What the later stages know about the request target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    /// The host as the client sent it (with port), for `X-Forwarded-Host`.
+    /// The host as the client sent it (with port), for `X-Forwarded-Host`. Not to be changed
+    /// after `normalize`: [`Target::host`] is mostly a part of it.
     pub authority: String,
     /// Where [`Target::host`] is: mostly a part of `authority`, which needs no copy.
     host: Host,

@@ -151,7 +151,7 @@ impl Forwarder {
                 .unwrap_or_else(Instant::now);
             sleep.reset(until.min(start + timer.resolution()));
         }
-        let mut gone: Option<crate::accept::Gone<'_>> = None;
+        let mut gone: Option<crate::accept::Gone> = None;
         let answer = std::future::poll_fn(|cx| {
             if let Poll::Ready(answer) = send.as_mut().poll(cx) {
                 return Poll::Ready(Ok(answer));
@@ -189,10 +189,14 @@ impl Forwarder {
         };
         let (mut parts, body) = response.into_parts();
         headers::prepare_response(&mut parts.headers);
-        Ok(Response::from_parts(
-            parts,
-            body.map_err(Into::into).boxed_unsync(),
-        ))
+        // The body streams from the upstream; a client that goes away while it waits for the
+        // upstream's next bytes (a server-sent event stream, a long poll) ends it, and with it
+        // the upstream connection. HTTP/1 only, as above.
+        let body = Watched {
+            inner: body,
+            gone: watch.map(ClientReader::gone),
+        };
+        Ok(Response::from_parts(parts, body.boxed_unsync()))
     }
 
     async fn serve_static(
@@ -238,6 +242,48 @@ impl Forwarder {
             parts,
             body.map_err(Into::into).boxed_unsync(),
         ))
+    }
+}
+
+/// An upstream's response body that, while it waits for the upstream, also watches for the
+/// client going away ([`ClientReader::gone`]): then it ends in an error, which makes hyper
+/// close the client connection and drop the upstream's.
+struct Watched {
+    inner: Incoming,
+    gone: Option<crate::accept::Gone>,
+}
+
+impl hyper::body::Body for Watched {
+    type Data = Bytes;
+    type Error = crate::body::BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Pending => {
+                let gone = this
+                    .gone
+                    .as_mut()
+                    .is_some_and(|g| Pin::new(g).poll(cx).is_ready());
+                if gone {
+                    let e = "the client closed the connection during the response";
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+                Poll::Pending
+            }
+            other => other.map(|frame| frame.map(|f| f.map_err(Into::into))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -663,3 +663,79 @@ fn a_request_pipelined_behind_a_slow_one_neither_aborts_it_nor_is_lost() {
         got.extend_from_slice(&buf[..n]);
     }
 }
+
+#[test]
+fn a_client_that_only_stops_sending_gets_no_answer_to_the_abandoned_request() {
+    let (url, heads, _answer, closed) = held_upstream();
+    let gw = start(&held_config(&url, "5s"));
+    let mut client = TcpStream::connect(gw.addr).expect("connect");
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    client.write_all(ALICE_GET).expect("write");
+    heads
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the upstream got the request");
+    // A half-close: the client could still read an answer, but nginx sends none either.
+    client
+        .shutdown(std::net::Shutdown::Write)
+        .expect("shutdown");
+    let mut got = Vec::new();
+    let _ = client.read_to_end(&mut got);
+    assert!(
+        got.is_empty(),
+        "the abandoned request was answered: {}",
+        String::from_utf8_lossy(&got)
+    );
+    let after = closed
+        .recv_timeout(Duration::from_secs(15))
+        .expect("the upstream thread reports")
+        .expect("the upstream connection stayed open");
+    assert!(after < Duration::from_secs(3), "closed after {after:?}");
+}
+
+#[test]
+fn a_client_that_goes_away_during_a_streamed_response_ends_it_and_the_upstream_connection() {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", l.local_addr().expect("addr"));
+    let (closed_tx, closed_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok((mut s, _)) = l.accept() else { return };
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        // An event stream: the head and one event, then nothing for a long time.
+        let _ = s.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n7\r\ndata: 1\r\n",
+        );
+        let sent = std::time::Instant::now();
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let eof = matches!(s.read(&mut buf), Ok(0));
+        let _ = closed_tx.send(eof.then(|| sent.elapsed()));
+    });
+    let gw = start(&held_config(&url, "5s"));
+    let mut client = TcpStream::connect(gw.addr).expect("connect");
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    client.write_all(ALICE_GET).expect("write");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(7).any(|w| w == b"data: 1") {
+        let n = client.read(&mut buf).expect("the first event");
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    drop(client);
+    let after = closed_rx
+        .recv_timeout(Duration::from_secs(15))
+        .expect("the upstream thread reports")
+        .expect("authgate kept the upstream connection open for 10 s");
+    assert!(after < Duration::from_secs(3), "closed after {after:?}");
+}

@@ -596,16 +596,42 @@ fn held_config(url: &str, upstream_timeout: &str) -> String {
 const ALICE_GET: &[u8] =
     b"GET /held HTTP/1.1\r\nHost: app.test\r\nAuthorization: Basic YWxpY2U6YWxpY2UtcHc=\r\n\r\n";
 
+/// A client connection that has sent [`ALICE_GET`], once the held upstream has its head
+/// (returned too).
+fn held_request(
+    gw: &kit::Gateway,
+    heads: &std::sync::mpsc::Receiver<String>,
+) -> (TcpStream, String) {
+    let mut client = TcpStream::connect(gw.addr).expect("connect");
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    client.write_all(ALICE_GET).expect("write");
+    let head = heads
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the upstream got the request");
+    (client, head)
+}
+
+/// Asserts that the upstream saw its connection closed within two ticks of a 5-s
+/// `upstream_timeout`'s timer after its request, not at the timeout.
+fn closed_soon(closed: &std::sync::mpsc::Receiver<Option<Duration>>) {
+    let after = closed
+        .recv_timeout(Duration::from_secs(15))
+        .expect("the upstream thread reports")
+        .expect("authgate kept the upstream connection open for 10 s");
+    assert!(
+        after < Duration::from_secs(3),
+        "the upstream connection closed {after:?} after the request, not within two ticks (upstream_timeout is 5 s)"
+    );
+}
+
 #[test]
 fn a_client_that_goes_away_abandons_its_request_and_the_upstream_connection() {
     let (url, heads, _answer, closed) = held_upstream();
     // Watched from the first tick of the timer (0.5 s), so noticed within ~1 s.
     let gw = start(&held_config(&url, "5s"));
-    let mut client = TcpStream::connect(gw.addr).expect("connect");
-    client.write_all(ALICE_GET).expect("write");
-    let head = heads
-        .recv_timeout(Duration::from_secs(10))
-        .expect("the upstream got the request");
+    let (client, head) = held_request(&gw, &heads);
     let id = head
         .lines()
         .find_map(|l| l.strip_prefix("x-request-id: "))
@@ -613,14 +639,7 @@ fn a_client_that_goes_away_abandons_its_request_and_the_upstream_connection() {
         .to_string();
     // The client gives up while the upstream is still working on the request.
     drop(client);
-    let after = closed
-        .recv_timeout(Duration::from_secs(15))
-        .expect("the upstream thread reports");
-    let after = after.expect("authgate kept the upstream connection open for 10 s");
-    assert!(
-        after < Duration::from_secs(3),
-        "the upstream connection closed {after:?} after the request, not within two ticks (upstream_timeout is 5 s)"
-    );
+    closed_soon(&closed);
     let audit = gw.audit_for(&id);
     assert_eq!(audit["reason"], "client_closed", "{audit}");
     assert_eq!(audit["status"], 499, "{audit}");
@@ -632,14 +651,7 @@ fn a_request_pipelined_behind_a_slow_one_neither_aborts_it_nor_is_lost() {
     let (url, heads, answer, _closed) = held_upstream();
     // Watched from the first tick (0.1 s); the upstream answers well before the 2-s timeout.
     let gw = start(&held_config(&url, "2s"));
-    let mut client = TcpStream::connect(gw.addr).expect("connect");
-    client
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    client.write_all(ALICE_GET).expect("write");
-    heads
-        .recv_timeout(Duration::from_secs(10))
-        .expect("the upstream got the first request");
+    let (mut client, _) = held_request(&gw, &heads);
     // The second request arrives while the first waits for the upstream: the bytes waiting
     // on the socket are not an end of stream.
     client.write_all(ALICE_GET).expect("write");
@@ -668,14 +680,7 @@ fn a_request_pipelined_behind_a_slow_one_neither_aborts_it_nor_is_lost() {
 fn a_client_that_only_stops_sending_gets_no_answer_to_the_abandoned_request() {
     let (url, heads, _answer, closed) = held_upstream();
     let gw = start(&held_config(&url, "5s"));
-    let mut client = TcpStream::connect(gw.addr).expect("connect");
-    client
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    client.write_all(ALICE_GET).expect("write");
-    heads
-        .recv_timeout(Duration::from_secs(10))
-        .expect("the upstream got the request");
+    let (mut client, _) = held_request(&gw, &heads);
     // A half-close: the client could still read an answer, but nginx sends none either.
     client
         .shutdown(std::net::Shutdown::Write)
@@ -687,11 +692,7 @@ fn a_client_that_only_stops_sending_gets_no_answer_to_the_abandoned_request() {
         "the abandoned request was answered: {}",
         String::from_utf8_lossy(&got)
     );
-    let after = closed
-        .recv_timeout(Duration::from_secs(15))
-        .expect("the upstream thread reports")
-        .expect("the upstream connection stayed open");
-    assert!(after < Duration::from_secs(3), "closed after {after:?}");
+    closed_soon(&closed);
 }
 
 #[test]
@@ -733,9 +734,5 @@ fn a_client_that_goes_away_during_a_streamed_response_ends_it_and_the_upstream_c
         got.extend_from_slice(&buf[..n]);
     }
     drop(client);
-    let after = closed_rx
-        .recv_timeout(Duration::from_secs(15))
-        .expect("the upstream thread reports")
-        .expect("authgate kept the upstream connection open for 10 s");
-    assert!(after < Duration::from_secs(3), "closed after {after:?}");
+    closed_soon(&closed_rx);
 }

@@ -22,6 +22,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -36,9 +37,24 @@ pub struct CoarseTimer {
 
 /// The blocked waits, by slot. A slot belongs to one sleep from its first blocked poll until
 /// it is dropped.
-#[derive(Default)]
 struct Waits {
     slots: Mutex<Slots>,
+    /// When the sweeper last looked, in nanoseconds after `base` (0: not yet). A deadline at
+    /// or before it has passed, so a sleep polled after that is ready without reading the
+    /// clock: a clock reading is ~20 ns, and hyper's header timer and the upstream timeout
+    /// poll a sleep for nearly every request.
+    swept: AtomicU64,
+    base: Instant,
+}
+
+impl Default for Waits {
+    fn default() -> Self {
+        Waits {
+            slots: Mutex::default(),
+            swept: AtomicU64::new(0),
+            base: Instant::now(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -57,6 +73,12 @@ impl Waits {
 
     /// Wakes each blocked wait whose deadline is at or before `now`, once.
     fn wake_due(&self, now: Instant) {
+        // Published before the wake-ups, so that a woken sleep finds its deadline passed.
+        let nanos = now.saturating_duration_since(self.base).as_nanos();
+        self.swept.fetch_max(
+            u64::try_from(nanos).unwrap_or(u64::MAX).max(1),
+            Ordering::Release,
+        );
         let due: Vec<Waker> = self
             .lock()
             .entries
@@ -68,6 +90,14 @@ impl Waits {
             .collect();
         // Woken outside the lock: a wake can run the task at once on another thread.
         due.into_iter().for_each(Waker::wake);
+    }
+
+    /// Whether the sweeper has seen `deadline` pass.
+    fn passed(&self, deadline: Instant) -> bool {
+        match self.swept.load(Ordering::Acquire) {
+            0 => false,
+            nanos => deadline <= self.base + Duration::from_nanos(nanos),
+        }
     }
 }
 
@@ -137,7 +167,9 @@ impl hyper::rt::Timer for CoarseTimer {
     }
 }
 
-/// A wait on a [`CoarseTimer`]: ready at or after its deadline, at most one resolution late.
+/// A wait on a [`CoarseTimer`]: ready once the sweeper has seen its deadline pass, so never
+/// early and at most one resolution late (a deadline that has passed by its first poll
+/// included: the clock is not read).
 pub struct CoarseSleep {
     deadline: Instant,
     waits: Arc<Waits>,
@@ -149,7 +181,7 @@ impl Future for CoarseSleep {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        if Instant::now() >= this.deadline {
+        if this.waits.passed(this.deadline) {
             return Poll::Ready(());
         }
         let mut slots = this.waits.lock();
@@ -262,12 +294,35 @@ mod tests {
     }
 
     #[test]
-    fn a_passed_deadline_is_ready_at_once() {
+    fn a_deadline_the_sweeper_has_passed_is_ready_at_once() {
         let timer = timer();
         let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
-        let mut sleep = timer.sleep_until(Instant::now());
-        assert!(sleep.as_mut().poll(&mut cx).is_ready());
+        let swept = Instant::now();
+        timer.waits.wake_due(swept);
+        for deadline in [swept - Duration::from_millis(1), swept] {
+            let mut sleep = timer.sleep_until(deadline);
+            assert!(sleep.as_mut().poll(&mut cx).is_ready());
+        }
         assert!(timer.waits.lock().entries.is_empty(), "no slot taken");
+    }
+
+    #[test]
+    fn a_deadline_passed_since_the_last_sweep_waits_for_the_next() {
+        let timer = timer();
+        let wakes = Arc::new(Wakes::default());
+        let waker = futures_util::task::waker(Arc::clone(&wakes));
+        let mut cx = Context::from_waker(&waker);
+        // Not yet swept at all, and swept before the deadline: the clock is not read, so
+        // the sleep waits for the sweep that sees its deadline pass.
+        let deadline = Instant::now();
+        let mut sleep = timer.sleep_until(deadline);
+        assert!(sleep.as_mut().poll(&mut cx).is_pending());
+        timer.waits.wake_due(deadline - Duration::from_millis(1));
+        assert!(sleep.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 0, "woken early");
+        timer.waits.wake_due(deadline + Duration::from_millis(5));
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 1);
+        assert!(sleep.as_mut().poll(&mut cx).is_ready());
     }
 
     #[test]

@@ -115,8 +115,14 @@ pub struct Gateway {
 /// Lockout refusals held at once; past this, a refusal goes out without waiting. Each held
 /// one keeps a connection (or an HTTP/2 stream) and a timer, and behind a proxy one of the
 /// proxy's connections to authgate: the bound keeps a flood from turning the tarpit into a
-/// way to tie those up.
+/// way to tie those up. Never more than a quarter of `max_connections` either (see
+/// [`tarpit_held`]), so held refusals cannot take the connections real users need.
 const TARPIT_HELD: usize = 1024;
+
+/// How many lockout refusals may be held at once with `max_connections` connections.
+fn tarpit_held(max_connections: usize) -> usize {
+    TARPIT_HELD.min(max_connections / 4)
+}
 
 impl Gateway {
     pub fn new(config: Config, sources: Sources, audit: AuditLog, metrics: Arc<Metrics>) -> Self {
@@ -148,7 +154,7 @@ impl Gateway {
                 respond::challenge_header(&authenticate::challenges(r, None))
             }),
             labels: by_route_index(&config.routes, Arc::from(""), |r| Arc::from(r.label())),
-            tarpit_slots: tokio::sync::Semaphore::new(TARPIT_HELD),
+            tarpit_slots: tokio::sync::Semaphore::new(tarpit_held(config.server.max_connections)),
             audit,
             config,
         }
@@ -749,6 +755,14 @@ fn request_id(headers: &HeaderMap, peer_trusted: bool) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tarpit_holds_at_most_a_quarter_of_the_connections() {
+        assert_eq!(tarpit_held(10_000), TARPIT_HELD);
+        assert_eq!(tarpit_held(320), 80);
+        assert_eq!(tarpit_held(8), 2);
+        assert_eq!(tarpit_held(3), 0);
+    }
 
     #[test]
     fn client_address_skips_trusted_hops() {

@@ -17,6 +17,7 @@ pub mod coarse_timer;
 pub mod config;
 pub mod doctor;
 pub mod explain;
+pub mod fd_limit;
 pub mod forward;
 pub mod forward_auth;
 pub mod gateway;

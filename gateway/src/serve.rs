@@ -35,7 +35,10 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     builder.enable_all().build()
 }
 
-pub async fn run(config: Config) -> anyhow::Result<()> {
+pub async fn run(mut config: Config) -> anyhow::Result<()> {
+    // Before anything opens a file: the soft open-file limit goes up to the hard one, and
+    // max_connections comes down to what fits under it (see `fd_limit`).
+    config.server.max_connections = crate::fd_limit::fit(config.server.max_connections);
     let listener = TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;

@@ -188,6 +188,15 @@ impl Gateway {
     /// Writes `files` (name -> content) and `config` into a temp dir and starts the gateway.
     /// In `config`, `{dir}` is replaced by the temp dir. `[server] listen` is added if absent.
     pub fn start(config: &str, files: &[(&str, &str)]) -> Gateway {
+        Self::start_with_nofile(config, files, None)
+    }
+
+    /// [`Gateway::start`] under an open-file limit, `"SOFT:HARD"` (util-linux's `prlimit`).
+    pub fn start_with_nofile(
+        config: &str,
+        files: &[(&str, &str)],
+        nofile: Option<&str>,
+    ) -> Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
         for (name, content) in files {
             let p = dir.path().join(name);
@@ -206,11 +215,19 @@ impl Gateway {
         }
         let cfg = dir.path().join("authgate.toml");
         std::fs::write(&cfg, &config).expect("write config");
-        Self::spawn(dir, &cfg)
+        Self::spawn(dir, &cfg, nofile)
     }
 
-    fn spawn(dir: tempfile::TempDir, cfg: &Path) -> Gateway {
-        let mut cmd = Command::new(bin());
+    fn spawn(dir: tempfile::TempDir, cfg: &Path, nofile: Option<&str>) -> Gateway {
+        // prlimit sets the limit and execs authgate, so the child's pid is authgate's.
+        let mut cmd = match nofile {
+            Some(limit) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={limit}")).arg("--").arg(bin());
+                c
+            }
+            None => Command::new(bin()),
+        };
         // A file named `clock` among the files makes it the test clock: the seconds written
         // to it are added to authgate's time (see src/clock.rs).
         let clock = dir.path().join("clock");

@@ -290,3 +290,58 @@ fn concurrent_guesses_cannot_pass_the_threshold_together() {
     assert!(hashed <= 3.0, "{hashed} guesses hashed, threshold 3");
     upstream.assert_untouched("guesses");
 }
+
+#[test]
+fn held_refusals_take_at_most_a_quarter_of_the_connections() {
+    // max_connections = 8: at most 2 refusals are held; a third goes out at once, so a flood
+    // held in the tarpit cannot take the connections real users need.
+    let upstream = Upstream::start();
+    let config = kit::basic_config(
+        &upstream,
+        "[server]\nlisten = \"127.0.0.1:0\"\nmax_connections = 8\n[admin]\nlisten = \"127.0.0.1:0\"\n[lockout]\npair_threshold = 2\nban = \"60s\"\ntarpit = \"60s\"",
+    );
+    let file = kit::htpasswd(&["-B", "-C", "4"], "alice", "right");
+    let gw = Gateway::start(&config, &[("users.htpasswd", &file)]);
+    let banned =
+        "authgate_decisions_total{route=\"/\",outcome=\"deny\",reason=\"too_many_failures\"}";
+    for _ in 0..2 {
+        assert_eq!(kit::get(&gw.url("/"), Some(("alice", "wrong")), &[]).0, 401);
+    }
+    let auth = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode("alice:right")
+    };
+    let request = format!("GET / HTTP/1.1\r\nHost: app\r\nAuthorization: Basic {auth}\r\n\r\n");
+    let mut held: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(gw.addr).expect("connect");
+            std::io::Write::write_all(&mut s, request.as_bytes()).expect("write");
+            s
+        })
+        .collect();
+    // Both are decided (and counted) before they are held.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while metric(&gw, banned) < 2.0 {
+        assert!(
+            std::time::Instant::now() < until,
+            "the two refusals were not decided"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The third is answered while the two are still held (the tarpit is 60 s; kit::raw
+    // gives up after 10).
+    let third = kit::raw(gw.addr, request.as_bytes());
+    assert_eq!(third.status, 429, "{}", third.head);
+    for s in &mut held {
+        s.set_read_timeout(Some(std::time::Duration::from_millis(200)))
+            .expect("timeout");
+        let mut buf = [0u8; 64];
+        let read = std::io::Read::read(s, &mut buf);
+        assert!(
+            matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+                || e.kind() == std::io::ErrorKind::TimedOut),
+            "a held refusal was answered early: {read:?}"
+        );
+    }
+    upstream.assert_untouched("banned, held or not");
+}

@@ -554,11 +554,24 @@ pub fn get(
 /// Standard config: one protected upstream route at `/` plus `extra` TOML appended.
 /// The value of an unlabelled metric, from the admin listener's `/metrics`.
 pub fn metric(gw: &Gateway, name: &str) -> f64 {
+    let text = metrics_text(gw);
+    sample(&text, name).unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+/// [`metric`], or None while the metric has no sample (a decision counter appears with its
+/// first decision).
+pub fn metric_if_any(gw: &Gateway, name: &str) -> Option<f64> {
+    sample(&metrics_text(gw), name)
+}
+
+fn metrics_text(gw: &Gateway) -> String {
     let admin = gw.admin.expect("admin listener");
-    let (_, _, text) = get(&format!("http://{admin}/metrics"), None, &[]);
+    get(&format!("http://{admin}/metrics"), None, &[]).2
+}
+
+fn sample(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
 }
 
 pub fn basic_config(upstream: &Upstream, extra: &str) -> String {

@@ -337,9 +337,24 @@ const IDLE_TICK: Duration = Duration::from_millis(50);
 
 struct Shared {
     queue: Mutex<Vec<Record>>,
+    /// Records refused because the queue was full, not yet reported in the log itself.
     dropped: AtomicU64,
     closed: AtomicBool,
+    /// Records lost since start, for `/metrics`: refused by a full queue, or not written
+    /// because the output failed (a full disk, a closed pipe).
+    lost_queue_full: AtomicU64,
+    lost_write_error: AtomicU64,
 }
+
+/// Records lost since start, by cause (see [`AuditLog::lost`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lost {
+    pub queue_full: u64,
+    pub write_error: u64,
+}
+
+/// How often, at most, a failing output is reported on stderr.
+const ERROR_REPORT_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Where records go. Cloning is cheap.
 #[derive(Clone)]
@@ -369,6 +384,8 @@ impl AuditLog {
             queue: Mutex::new(Vec::with_capacity(1024)),
             dropped: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            lost_queue_full: AtomicU64::new(0),
+            lost_write_error: AtomicU64::new(0),
         });
         let s = Arc::clone(&shared);
         let handle = std::thread::Builder::new()
@@ -397,7 +414,16 @@ impl AuditLog {
             queue.push(record);
         } else {
             shared.dropped.fetch_add(1, Ordering::Relaxed);
+            shared.lost_queue_full.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Records lost since start (zero for a log that is off).
+    pub fn lost(&self) -> Lost {
+        self.shared.as_ref().map_or(Lost::default(), |s| Lost {
+            queue_full: s.lost_queue_full.load(Ordering::Relaxed),
+            write_error: s.lost_write_error.load(Ordering::Relaxed),
+        })
     }
 
     /// Writes what is queued, stops the writer and waits for it.
@@ -415,18 +441,25 @@ impl AuditLog {
     }
 }
 
-fn writer(shared: &Shared, out: Box<dyn Write + Send>) {
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
+fn writer(shared: &Shared, mut out: Box<dyn Write + Send>) {
+    // A tick's lines go out in one write (more only if the output takes part of it), and
+    // `ends` marks where each record's line ends, so that when the output fails the records
+    // it did not take are counted as lost, not guessed at.
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut ends: Vec<usize> = Vec::with_capacity(1024);
     let mut batch: Vec<Record> = Vec::with_capacity(1024);
     let mut last: (u128, String) = (0, String::new());
     let mut line = String::with_capacity(512);
     let mut ips = LastIp::default();
+    let mut reported: Option<std::time::Instant> = None;
     loop {
         let closing = shared.closed.load(Ordering::Acquire);
         if let Ok(mut queue) = shared.queue.lock() {
             std::mem::swap(&mut *queue, &mut batch);
         }
         let idle = batch.is_empty();
+        buf.clear();
+        ends.clear();
         for record in batch.drain(..) {
             // Records of the same millisecond share one formatted time.
             let ms = record
@@ -439,22 +472,68 @@ fn writer(shared: &Shared, out: Box<dyn Write + Send>) {
             line.clear();
             record.write_json_at(&last.1, &mut ips, &mut line);
             line.push('\n');
-            let _ = out.write_all(line.as_bytes());
+            buf.extend_from_slice(line.as_bytes());
+            ends.push(buf.len());
         }
-        let lost = shared.dropped.swap(0, Ordering::Relaxed);
-        if lost > 0 {
+        let records_end = buf.len();
+        let dropped = shared.dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
             let _ = writeln!(
-                out,
-                "{{\"time\":\"{}\",\"audit_records_dropped\":{lost}}}",
+                buf,
+                "{{\"time\":\"{}\",\"audit_records_dropped\":{dropped}}}",
                 now()
             );
         }
+        if !buf.is_empty() {
+            let (written, error) = write_some(&mut out, &buf);
+            if let Some(e) = error {
+                let unwritten = ends.iter().filter(|&&end| end > written).count() as u64;
+                let total = shared
+                    .lost_write_error
+                    .fetch_add(unwritten, Ordering::Relaxed)
+                    + unwritten;
+                if reported.is_none_or(|at| at.elapsed() >= ERROR_REPORT_INTERVAL) {
+                    reported = Some(std::time::Instant::now());
+                    tracing::error!(
+                        error = %e,
+                        lost = total,
+                        "audit log: cannot write, records are being lost \
+                         (authgate_audit_records_lost_total on /metrics counts them)"
+                    );
+                }
+                if written < records_end {
+                    // The report of dropped records did not go out either: keep it for
+                    // the next tick.
+                    shared.dropped.fetch_add(dropped, Ordering::Relaxed);
+                }
+            }
+        }
         let _ = out.flush();
+        if buf.capacity() > 4 << 20 {
+            // A burst (the queue holds up to 65,536 records) needed a large buffer; do not
+            // keep it.
+            buf = Vec::with_capacity(64 * 1024);
+        }
         if closing {
             return;
         }
         std::thread::sleep(if idle { IDLE_TICK } else { TICK });
     }
+}
+
+/// Writes as much of `buf` as the output takes: how many bytes went out, and the error that
+/// stopped it, if one did.
+fn write_some(out: &mut dyn Write, buf: &[u8]) -> (usize, Option<std::io::Error>) {
+    let mut written = 0;
+    while written < buf.len() {
+        match out.write(buf.get(written..).unwrap_or_default()) {
+            Ok(0) => return (written, Some(std::io::ErrorKind::WriteZero.into())),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return (written, Some(e)),
+        }
+    }
+    (written, None)
 }
 
 fn format_time(t: SystemTime) -> String {
@@ -469,6 +548,45 @@ pub fn now() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Takes `room` bytes, then fails as a full disk does.
+    struct Full {
+        room: usize,
+        took: Vec<u8>,
+    }
+
+    impl Write for Full {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.room == 0 {
+                return Err(std::io::Error::from_raw_os_error(28)); // ENOSPC
+            }
+            let n = buf.len().min(self.room).min(4);
+            self.room -= n;
+            self.took
+                .extend_from_slice(buf.get(..n).unwrap_or_default());
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failing_output_reports_how_much_it_took() {
+        let mut out = Full {
+            room: 10,
+            took: Vec::new(),
+        };
+        let (n, e) = write_some(&mut out, b"line one\nline two\n");
+        assert_eq!(n, 10);
+        assert_eq!(out.took, b"line one\nl");
+        assert_eq!(e.map(|e| e.raw_os_error()), Some(Some(28)));
+        let mut ok = Full {
+            room: 100,
+            took: Vec::new(),
+        };
+        assert_eq!(write_some(&mut ok, b"a\nb\n").0, 4);
+    }
 
     #[test]
     fn the_fields_written_without_escaping_have_nothing_to_escape() {

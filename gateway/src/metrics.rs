@@ -10,6 +10,7 @@
 //! | `authgate_verification_cache_hits_total` / `_misses_total` | counter | |
 //! | `authgate_password_hashes_total` | counter | (hash computations: cache misses that ran bcrypt/argon2/...) |
 //! | `authgate_upstream_errors_total` | counter | `kind` (`unavailable`, `timeout`) |
+//! | `authgate_audit_records_lost_total` | counter | `cause` (`queue_full`, `write_error`) |
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -70,6 +71,8 @@ pub struct Metrics {
     hashes: AtomicU64,
     bans: AtomicU64,
     busy: AtomicU64,
+    /// The audit log, for its count of lost records.
+    audit: Option<crate::audit::AuditLog>,
 }
 
 impl Metrics {
@@ -93,7 +96,14 @@ impl Metrics {
             hashes: AtomicU64::new(0),
             bans: AtomicU64::new(0),
             busy: AtomicU64::new(0),
+            audit: None,
         }
+    }
+
+    /// Also reports the audit log's lost records.
+    pub fn with_audit(mut self, audit: crate::audit::AuditLog) -> Self {
+        self.audit = Some(audit);
+        self
     }
 
     /// Counts one decision. `route` is the route's index (None: no route matched); `reason`
@@ -260,6 +270,19 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} counter");
             let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
+        }
+
+        if let Some(audit) = &self.audit {
+            let lost = audit.lost();
+            let name = "authgate_audit_records_lost_total";
+            let _ = writeln!(
+                out,
+                "# HELP {name} Audit records not written: the writer fell behind by the whole \
+                 queue (queue_full), or the output failed (write_error)."
+            );
+            let _ = writeln!(out, "# TYPE {name} counter");
+            let _ = writeln!(out, "{name}{{cause=\"queue_full\"}} {}", lost.queue_full);
+            let _ = writeln!(out, "{name}{{cause=\"write_error\"}} {}", lost.write_error);
         }
         out
     }

@@ -62,7 +62,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     let mut audit =
         AuditLog::open(&config.server.audit_log).context("cannot open the audit log")?;
     let server = config.server.clone();
-    let metrics = Arc::new(Metrics::new(&config));
+    let metrics = Arc::new(Metrics::new(&config).with_audit(audit.clone()));
     let admin = config.admin.clone();
     let gateway = Arc::new(Gateway::new(
         config,

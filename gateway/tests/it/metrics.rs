@@ -95,7 +95,67 @@ fn metrics_count_decisions_cache_hits_and_hashes() {
         4.0
     );
     assert_eq!(v("authgate_upstream_errors_total{kind=unavailable}"), 0.0);
+    // The audit log (stdout, read by the test) took every record.
+    assert_eq!(
+        v("authgate_audit_records_lost_total{cause=queue_full}"),
+        0.0
+    );
+    assert_eq!(
+        v("authgate_audit_records_lost_total{cause=write_error}"),
+        0.0
+    );
 
     let (status, _, _) = kit::get(&format!("http://{admin}/nope"), None, &[]);
     assert_eq!(status, 404);
+}
+
+#[test]
+fn audit_records_the_output_refuses_are_counted_and_reported() {
+    // /dev/full refuses every write with ENOSPC, as a full disk does.
+    let upstream = Upstream::start();
+    let config = kit::basic_config(
+        &upstream,
+        "[server]\nlisten = \"127.0.0.1:0\"\naudit_log = \"/dev/full\"\n[admin]\nlisten = \"127.0.0.1:0\"",
+    );
+    let gw = Gateway::start(
+        &config,
+        &[(
+            "users.htpasswd",
+            &kit::htpasswd(&["-B", "-C", "4"], "alice", "pw"),
+        )],
+    );
+    // Requests are answered as ever: the log never holds one up.
+    assert_eq!(kit::get(&gw.url("/"), None, &[]).0, 401);
+    assert_eq!(kit::get(&gw.url("/"), Some(("alice", "pw")), &[]).0, 200);
+    assert_eq!(kit::get(&gw.url("/"), Some(("alice", "nope")), &[]).0, 401);
+    assert_eq!(
+        upstream.count(),
+        1,
+        "only the allowed request reaches the upstream"
+    );
+    let lost = "authgate_audit_records_lost_total{cause=\"write_error\"}";
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while kit::metric(&gw, lost) < 3.0 {
+        assert!(
+            std::time::Instant::now() < until,
+            "{lost} stayed at {}",
+            kit::metric(&gw, lost)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(kit::metric(&gw, lost), 3.0);
+    assert_eq!(
+        kit::metric(
+            &gw,
+            "authgate_audit_records_lost_total{cause=\"queue_full\"}"
+        ),
+        0.0
+    );
+    // The admin is told on stderr, with the cause.
+    gw.wait_stderr("audit log: cannot write");
+    assert!(
+        gw.stderr().contains("No space left on device"),
+        "{}",
+        gw.stderr()
+    );
 }

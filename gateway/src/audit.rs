@@ -365,20 +365,15 @@ pub struct AuditLog {
 
 impl AuditLog {
     pub fn open(target: &AuditTarget) -> std::io::Result<Self> {
-        let out: Box<dyn Write + Send> = match target {
+        let out = match target {
             AuditTarget::Off => {
                 return Ok(AuditLog {
                     shared: None,
                     writer: None,
                 })
             }
-            AuditTarget::Stdout => Box::new(std::io::stdout()),
-            AuditTarget::File(path) => Box::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)?,
-            ),
+            AuditTarget::Stdout => Output::Stdout(std::io::stdout()),
+            AuditTarget::File(path) => Output::File(LogFile::open(path.clone())?),
         };
         let shared = Arc::new(Shared {
             queue: Mutex::new(Vec::with_capacity(1024)),
@@ -441,7 +436,94 @@ impl AuditLog {
     }
 }
 
-fn writer(shared: &Shared, mut out: Box<dyn Write + Send>) {
+/// Where the writer writes.
+enum Output {
+    Stdout(std::io::Stdout),
+    File(LogFile),
+}
+
+impl Write for Output {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Output::Stdout(o) => o.write(buf),
+            Output::File(f) => f.file.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Output::Stdout(o) => o.flush(),
+            Output::File(f) => f.file.flush(),
+        }
+    }
+}
+
+/// How often, at most, the writer checks whether its file was rotated away.
+const ROTATION_CHECK: Duration = Duration::from_secs(1);
+
+/// An audit log file that follows rotation: when the file at the path is no longer the one
+/// open (logrotate renamed it and maybe created a new one, or someone deleted it), the path is
+/// opened (and created) again, so nothing keeps going to a file no one reads and no signal
+/// is needed. `copytruncate` works as well: the file is opened for appending, so writes after
+/// the truncation start at its new end.
+struct LogFile {
+    path: std::path::PathBuf,
+    file: std::fs::File,
+    checked: std::time::Instant,
+}
+
+impl LogFile {
+    fn open(path: std::path::PathBuf) -> std::io::Result<LogFile> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
+        Ok(LogFile {
+            path,
+            file,
+            checked: std::time::Instant::now(),
+        })
+    }
+
+    /// Reopens the path if the file there is not the open one; at most every
+    /// [`ROTATION_CHECK`].
+    fn follow(&mut self) {
+        if self.checked.elapsed() < ROTATION_CHECK {
+            return;
+        }
+        self.checked = std::time::Instant::now();
+        let rotated = match (std::fs::metadata(&self.path), self.file.metadata()) {
+            (Ok(at_path), Ok(open)) => !same_file(&at_path, &open),
+            (Err(e), _) => e.kind() == std::io::ErrorKind::NotFound,
+            (Ok(_), Err(_)) => false,
+        };
+        if !rotated {
+            return;
+        }
+        match LogFile::open(self.path.clone()) {
+            Ok(reopened) => {
+                *self = reopened;
+                tracing::info!(path = %self.path.display(), "audit log: the file was rotated; writing to a new one");
+            }
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e, "audit log: the file was rotated and cannot be opened again; still writing to the old one");
+            }
+        }
+    }
+}
+
+#[cfg(unix)]
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    a.dev() == b.dev() && a.ino() == b.ino()
+}
+
+#[cfg(not(unix))]
+fn same_file(_: &std::fs::Metadata, _: &std::fs::Metadata) -> bool {
+    true
+}
+
+fn writer(shared: &Shared, mut out: Output) {
     // A tick's lines go out in one write (more only if the output takes part of it), and
     // `ends` marks where each record's line ends, so that when the output fails the records
     // it did not take are counted as lost, not guessed at.
@@ -483,6 +565,9 @@ fn writer(shared: &Shared, mut out: Box<dyn Write + Send>) {
                 "{{\"time\":\"{}\",\"audit_records_dropped\":{dropped}}}",
                 now()
             );
+        }
+        if let Output::File(f) = &mut out {
+            f.follow();
         }
         if !buf.is_empty() {
             let (written, error) = write_some(&mut out, &buf);

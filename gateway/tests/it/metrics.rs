@@ -159,3 +159,76 @@ fn audit_records_the_output_refuses_are_counted_and_reported() {
         gw.stderr()
     );
 }
+
+/// Waits (bounded) until the file at `path` has a line containing `needle`.
+fn wait_for_line(path: &std::path::Path, needle: &str) -> String {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.lines().any(|l| l.contains(needle)) {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "no line with {needle} in {}:\n{text}",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_rotated_audit_log_is_followed_to_the_new_file() {
+    // logrotate's default: rename the file, let the program write a new one.
+    let upstream = Upstream::start();
+    let config = kit::basic_config(
+        &upstream,
+        "[server]\nlisten = \"127.0.0.1:0\"\naudit_log = \"{dir}/audit.log\"",
+    );
+    let gw = Gateway::start(
+        &config,
+        &[(
+            "users.htpasswd",
+            &kit::htpasswd(&["-B", "-C", "4"], "alice", "pw"),
+        )],
+    );
+    let log = gw.path("audit.log");
+    let rotated = gw.path("audit.log.1");
+    let (status, h, _) = kit::get(&gw.url("/"), None, &[]);
+    assert_eq!(status, 401);
+    let first = h["x-request-id"].clone();
+    wait_for_line(&log, &first);
+    std::fs::rename(&log, &rotated).expect("rotate");
+
+    // The writer notices within a second and writes to a new file at the path; what it
+    // wrote before noticing is in the rotated file. Requests go on meanwhile, and every
+    // one of them must be in one of the two files.
+    let mut after = Vec::new();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, h, _) = kit::get(&gw.url("/later"), None, &[]);
+        assert_eq!(status, 401);
+        after.push(h["x-request-id"].clone());
+        if std::fs::read_to_string(&log).is_ok_and(|t| t.contains(&after[after.len() - 1])) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "no new audit.log after the rotation"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let old = std::fs::read_to_string(&rotated).expect("rotated file");
+    let new = std::fs::read_to_string(&log).expect("new file");
+    assert!(old.contains(&first), "{old}");
+    assert!(!new.contains(&first), "{new}");
+    for id in &after {
+        assert_eq!(
+            usize::from(old.contains(id.as_str())) + usize::from(new.contains(id.as_str())),
+            1,
+            "{id} is not in exactly one of the two files"
+        );
+    }
+    upstream.assert_untouched("every request was refused");
+}

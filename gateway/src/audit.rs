@@ -486,10 +486,10 @@ impl LogFile {
     }
 
     /// Reopens the path if the file there is not the open one; at most every
-    /// [`ROTATION_CHECK`].
-    fn follow(&mut self) {
+    /// [`ROTATION_CHECK`]. True if it did.
+    fn follow(&mut self) -> bool {
         if self.checked.elapsed() < ROTATION_CHECK {
-            return;
+            return false;
         }
         self.checked = std::time::Instant::now();
         let rotated = match (std::fs::metadata(&self.path), self.file.metadata()) {
@@ -498,15 +498,17 @@ impl LogFile {
             (Ok(_), Err(_)) => false,
         };
         if !rotated {
-            return;
+            return false;
         }
         match LogFile::open(self.path.clone()) {
             Ok(reopened) => {
                 *self = reopened;
                 tracing::info!(path = %self.path.display(), "audit log: the file was rotated; writing to a new one");
+                true
             }
             Err(e) => {
                 tracing::warn!(path = %self.path.display(), error = %e, "audit log: the file was rotated and cannot be opened again; still writing to the old one");
+                false
             }
         }
     }
@@ -534,6 +536,9 @@ fn writer(shared: &Shared, mut out: Output) {
     let mut line = String::with_capacity(512);
     let mut ips = LastIp::default();
     let mut reported: Option<std::time::Instant> = None;
+    // The output failed in the middle of a line: the next write starts with a line break, so
+    // the torn line stays one bad line and does not swallow the next record.
+    let mut torn = false;
     loop {
         let closing = shared.closed.load(Ordering::Acquire);
         if let Ok(mut queue) = shared.queue.lock() {
@@ -567,12 +572,12 @@ fn writer(shared: &Shared, mut out: Output) {
             );
         }
         if let Output::File(f) = &mut out {
-            f.follow();
+            // A new file starts clean, whatever the old one's last line was.
+            torn &= !f.follow();
         }
         if !buf.is_empty() {
-            let (written, error) = write_some(&mut out, &buf);
-            if let Some(e) = error {
-                let unwritten = ends.iter().filter(|&&end| end > written).count() as u64;
+            if let Some((unwritten, e)) = write_tick(&mut out, &buf, &ends, records_end, &mut torn)
+            {
                 let total = shared
                     .lost_write_error
                     .fetch_add(unwritten, Ordering::Relaxed)
@@ -586,11 +591,9 @@ fn writer(shared: &Shared, mut out: Output) {
                          (authgate_audit_records_lost_total on /metrics counts them)"
                     );
                 }
-                if written < records_end {
-                    // The report of dropped records did not go out either: keep it for
-                    // the next tick.
-                    shared.dropped.fetch_add(dropped, Ordering::Relaxed);
-                }
+                // The report of dropped records (the last line) did not go out either: keep
+                // it for the next tick.
+                shared.dropped.fetch_add(dropped, Ordering::Relaxed);
             }
         }
         let _ = out.flush();
@@ -604,6 +607,34 @@ fn writer(shared: &Shared, mut out: Output) {
         }
         std::thread::sleep(if idle { IDLE_TICK } else { TICK });
     }
+}
+
+/// Writes one tick's lines: `buf`, in which the records' lines end at `ends` (the first
+/// `records_end` bytes; after them, at most a line about dropped records). If the output
+/// fails, returns how many records did not go out and why. `torn` says whether the last
+/// write stopped in the middle of a line; then this one starts with a line break, so the
+/// torn line stays one bad line and does not swallow the next record.
+fn write_tick(
+    out: &mut dyn Write,
+    buf: &[u8],
+    ends: &[usize],
+    records_end: usize,
+    torn: &mut bool,
+) -> Option<(u64, std::io::Error)> {
+    if *torn {
+        match write_some(out, b"\n") {
+            (1, None) => *torn = false,
+            (_, e) => {
+                let e = e.unwrap_or_else(|| std::io::ErrorKind::WriteZero.into());
+                return Some((ends.len() as u64, e));
+            }
+        }
+    }
+    let (written, error) = write_some(out, buf);
+    let e = error?;
+    *torn = !(written == 0 || written == records_end || ends.contains(&written));
+    let unwritten = ends.iter().filter(|&&end| end > written).count() as u64;
+    Some((unwritten, e))
 }
 
 /// Writes as much of `buf` as the output takes: how many bytes went out, and the error that
@@ -654,6 +685,34 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn a_tick_that_fails_mid_line_counts_its_records_and_the_next_starts_a_new_line() {
+        let lines = b"{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n";
+        let ends = [8, 16, 24];
+        let mut out = Full {
+            room: 12,
+            took: Vec::new(),
+        };
+        let mut torn = false;
+        let (lost, _) = write_tick(&mut out, lines, &ends, 24, &mut torn).expect("fails");
+        assert_eq!(lost, 2, "the torn line and the one after it");
+        assert!(torn);
+        // Still full: nothing goes out, every record of the tick is counted, still torn.
+        let (lost, _) = write_tick(&mut out, b"{\"d\":4}\n", &[8], 8, &mut torn).expect("fails");
+        assert_eq!(lost, 1);
+        assert!(torn);
+        // Room again: a line break first, then the tick's lines.
+        out.room = 100;
+        assert!(write_tick(&mut out, b"{\"e\":5}\n", &[8], 8, &mut torn).is_none());
+        assert!(!torn);
+        assert_eq!(out.took, b"{\"a\":1}\n{\"b\"\n{\"e\":5}\n");
+        // A failure at a line's end tears nothing.
+        out.room = 8;
+        let (lost, _) = write_tick(&mut out, lines, &ends, 24, &mut torn).expect("fails");
+        assert_eq!(lost, 2);
+        assert!(!torn);
     }
 
     #[test]

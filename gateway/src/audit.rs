@@ -372,7 +372,7 @@ impl AuditLog {
                     writer: None,
                 })
             }
-            AuditTarget::Stdout => Output::Stdout(std::io::stdout()),
+            AuditTarget::Stdout => Output::stdout()?,
             AuditTarget::File(path) => Output::File(LogFile::open(path.clone())?),
         };
         let shared = Arc::new(Shared {
@@ -438,8 +438,28 @@ impl AuditLog {
 
 /// Where the writer writes.
 enum Output {
+    /// Standard output, through a file descriptor of its own: std's `Stdout` buffers what a
+    /// partial write left over and reports it as written, which would hide records a full
+    /// disk refused. Nothing else in `authgate serve` writes to stdout.
+    #[cfg(unix)]
+    Stdout(std::fs::File),
+    #[cfg(not(unix))]
     Stdout(std::io::Stdout),
     File(LogFile),
+}
+
+impl Output {
+    #[cfg(unix)]
+    fn stdout() -> std::io::Result<Output> {
+        use std::os::fd::AsFd;
+        let fd = std::io::stdout().as_fd().try_clone_to_owned()?;
+        Ok(Output::Stdout(std::fs::File::from(fd)))
+    }
+
+    #[cfg(not(unix))]
+    fn stdout() -> std::io::Result<Output> {
+        Ok(Output::Stdout(std::io::stdout()))
+    }
 }
 
 impl Write for Output {
@@ -470,6 +490,9 @@ struct LogFile {
     path: std::path::PathBuf,
     file: std::fs::File,
     checked: std::time::Instant,
+    /// When a failed reopen was last reported (it is retried at every check, reported at
+    /// most every [`ERROR_REPORT_INTERVAL`]).
+    reported: Option<std::time::Instant>,
 }
 
 impl LogFile {
@@ -482,6 +505,7 @@ impl LogFile {
             path,
             file,
             checked: std::time::Instant::now(),
+            reported: None,
         })
     }
 
@@ -507,7 +531,13 @@ impl LogFile {
                 true
             }
             Err(e) => {
-                tracing::warn!(path = %self.path.display(), error = %e, "audit log: the file was rotated and cannot be opened again; still writing to the old one");
+                if self
+                    .reported
+                    .is_none_or(|at| at.elapsed() >= ERROR_REPORT_INTERVAL)
+                {
+                    self.reported = Some(std::time::Instant::now());
+                    tracing::warn!(path = %self.path.display(), error = %e, "audit log: the file was rotated and cannot be opened again; still writing to the old one (retried every second)");
+                }
                 false
             }
         }
@@ -576,24 +606,25 @@ fn writer(shared: &Shared, mut out: Output) {
             torn &= !f.follow();
         }
         if !buf.is_empty() {
-            if let Some((unwritten, e)) = write_tick(&mut out, &buf, &ends, records_end, &mut torn)
-            {
+            if let Some(failed) = write_tick(&mut out, &buf, &ends, records_end, &mut torn) {
                 let total = shared
                     .lost_write_error
-                    .fetch_add(unwritten, Ordering::Relaxed)
-                    + unwritten;
+                    .fetch_add(failed.records, Ordering::Relaxed)
+                    + failed.records;
                 if reported.is_none_or(|at| at.elapsed() >= ERROR_REPORT_INTERVAL) {
                     reported = Some(std::time::Instant::now());
                     tracing::error!(
-                        error = %e,
+                        error = %failed.error,
                         lost = total,
                         "audit log: cannot write, records are being lost \
                          (authgate_audit_records_lost_total on /metrics counts them)"
                     );
                 }
-                // The report of dropped records (the last line) did not go out either: keep
-                // it for the next tick.
-                shared.dropped.fetch_add(dropped, Ordering::Relaxed);
+                if failed.tail {
+                    // The report of dropped records did not go out: keep it for the next
+                    // tick.
+                    shared.dropped.fetch_add(dropped, Ordering::Relaxed);
+                }
             }
         }
         let _ = out.flush();
@@ -609,32 +640,49 @@ fn writer(shared: &Shared, mut out: Output) {
     }
 }
 
+/// A tick whose write failed.
+struct Failed {
+    /// Records whose line did not go out.
+    records: u64,
+    /// Whether the line after the records (the count of dropped records) did not go out.
+    tail: bool,
+    error: std::io::Error,
+}
+
 /// Writes one tick's lines: `buf`, in which the records' lines end at `ends` (the first
 /// `records_end` bytes; after them, at most a line about dropped records). If the output
-/// fails, returns how many records did not go out and why. `torn` says whether the last
-/// write stopped in the middle of a line; then this one starts with a line break, so the
-/// torn line stays one bad line and does not swallow the next record.
+/// fails, says what did not go out and why. `torn` says whether the last write stopped in
+/// the middle of a line; then this one starts with a line break, so the torn line stays one
+/// bad line and does not swallow the next record. A line that lacks only its line break is
+/// whole: that line break ends it.
 fn write_tick(
     out: &mut dyn Write,
     buf: &[u8],
     ends: &[usize],
     records_end: usize,
     torn: &mut bool,
-) -> Option<(u64, std::io::Error)> {
+) -> Option<Failed> {
     if *torn {
         match write_some(out, b"\n") {
             (1, None) => *torn = false,
             (_, e) => {
-                let e = e.unwrap_or_else(|| std::io::ErrorKind::WriteZero.into());
-                return Some((ends.len() as u64, e));
+                return Some(Failed {
+                    records: ends.len() as u64,
+                    tail: buf.len() > records_end,
+                    error: e.unwrap_or_else(|| std::io::ErrorKind::WriteZero.into()),
+                });
             }
         }
     }
     let (written, error) = write_some(out, buf);
-    let e = error?;
+    let error = error?;
     *torn = !(written == 0 || written == records_end || ends.contains(&written));
-    let unwritten = ends.iter().filter(|&&end| end > written).count() as u64;
-    Some((unwritten, e))
+    let out_whole = |end: usize| end <= written + 1;
+    Some(Failed {
+        records: ends.iter().filter(|&&end| !out_whole(end)).count() as u64,
+        tail: buf.len() > records_end && !out_whole(buf.len()),
+        error,
+    })
 }
 
 /// Writes as much of `buf` as the output takes: how many bytes went out, and the error that
@@ -696,12 +744,12 @@ mod tests {
             took: Vec::new(),
         };
         let mut torn = false;
-        let (lost, _) = write_tick(&mut out, lines, &ends, 24, &mut torn).expect("fails");
-        assert_eq!(lost, 2, "the torn line and the one after it");
+        let f = write_tick(&mut out, lines, &ends, 24, &mut torn).expect("fails");
+        assert_eq!(f.records, 2, "the torn line and the one after it");
         assert!(torn);
         // Still full: nothing goes out, every record of the tick is counted, still torn.
-        let (lost, _) = write_tick(&mut out, b"{\"d\":4}\n", &[8], 8, &mut torn).expect("fails");
-        assert_eq!(lost, 1);
+        let f = write_tick(&mut out, b"{\"d\":4}\n", &[8], 8, &mut torn).expect("fails");
+        assert_eq!(f.records, 1);
         assert!(torn);
         // Room again: a line break first, then the tick's lines.
         out.room = 100;
@@ -710,9 +758,27 @@ mod tests {
         assert_eq!(out.took, b"{\"a\":1}\n{\"b\"\n{\"e\":5}\n");
         // A failure at a line's end tears nothing.
         out.room = 8;
-        let (lost, _) = write_tick(&mut out, lines, &ends, 24, &mut torn).expect("fails");
-        assert_eq!(lost, 2);
+        let f = write_tick(&mut out, lines, &ends, 24, &mut torn).expect("fails");
+        assert_eq!(f.records, 2);
         assert!(!torn);
+        // A failure just before a line break: the line is whole (the next write's line break
+        // ends it), so only the records after it are lost, and the tail's count is kept.
+        let tail = b"{\"a\":1}\n{\"dropped\":3}\n";
+        let mut out = Full {
+            room: 8 + 13,
+            took: Vec::new(),
+        };
+        let mut torn = false;
+        let f = write_tick(&mut out, tail, &[8], 8, &mut torn).expect("fails");
+        assert_eq!(f.records, 0);
+        assert!(!f.tail, "the tail lacks only its line break");
+        assert!(torn);
+        let mut out = Full {
+            room: 12,
+            took: Vec::new(),
+        };
+        let f = write_tick(&mut out, tail, &[8], 8, &mut false).expect("fails");
+        assert!(f.tail, "the tail did not go out");
     }
 
     #[test]

@@ -20,7 +20,10 @@ pub const RESERVED: u64 = 64;
 
 /// Descriptors one client connection may hold: its own socket, its pinned upstream
 /// connection, and one idle upstream connection that a closed client connection left in the
-/// shared pool (`forward::pool`).
+/// shared pool (`forward::pool`). That is an HTTP/1 client's count: an HTTP/2 client's
+/// concurrent streams each take an upstream connection of their own while they wait (up to
+/// 256 per connection), so a gateway with many busy HTTP/2 clients needs a higher hard limit
+/// than this budget says (README, "The open-file limit").
 pub const PER_CONNECTION: u64 = 3;
 
 /// The open-file limit before and after [`raise`]. `None` is "unlimited".
@@ -30,6 +33,11 @@ pub struct Nofile {
     pub now: Option<u64>,
 }
 
+/// What the soft limit is raised to when the hard limit is "unlimited", which Linux never
+/// reports for open files (its ceiling is `fs.nr_open`, by default this) but macOS does,
+/// while refusing an unlimited soft limit.
+const UNLIMITED_TARGET: u64 = 1 << 20;
+
 /// Raises the soft open-file limit to the hard limit. A limit that cannot be read or changed
 /// (not Unix, or a sandbox that forbids it) is reported as it was.
 #[cfg(unix)]
@@ -37,14 +45,15 @@ pub fn raise() -> Nofile {
     use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
     let limit = getrlimit(Resource::Nofile);
     let before = limit.current;
-    if limit.current == limit.maximum {
+    let target = limit.maximum.unwrap_or(UNLIMITED_TARGET);
+    if limit.current.is_none_or(|c| c >= target) {
         return Nofile {
             before,
             now: before,
         };
     }
     let raised = Rlimit {
-        current: limit.maximum,
+        current: Some(target),
         maximum: limit.maximum,
     };
     match setrlimit(Resource::Nofile, raised) {
@@ -79,7 +88,9 @@ pub fn connections_that_fit(limit: Option<u64>) -> Option<usize> {
 
 /// The open files `max_connections` connections may need.
 pub fn files_needed(max_connections: usize) -> u64 {
-    RESERVED + PER_CONNECTION * max_connections as u64
+    PER_CONNECTION
+        .saturating_mul(u64::try_from(max_connections).unwrap_or(u64::MAX))
+        .saturating_add(RESERVED)
 }
 
 /// Raises the open-file limit and returns the `max_connections` that fits under it: the
@@ -97,7 +108,7 @@ pub fn fit(max_connections: usize) -> usize {
         Some(fits) if fits < max_connections => {
             tracing::warn!(
                 "max_connections = {max_connections} needs about {} open files, and this \
-                 process may open {} (the hard limit; raise it with `ulimit -Hn`, or \
+                 process may open {} (raise the hard limit with `ulimit -Hn`, or \
                  systemd's LimitNOFILE=); accepting at most {fits} connections at once, \
                  further clients wait in the listen backlog",
                 files_needed(max_connections),
@@ -126,7 +137,13 @@ mod tests {
         assert_eq!(connections_that_fit(Some(10)), Some(1));
     }
 
-    #[cfg(unix)]
+    #[test]
+    fn the_files_needed_never_overflow() {
+        assert_eq!(files_needed(usize::MAX), u64::MAX);
+        assert_eq!(files_needed(10_000), 30_064);
+    }
+
+    #[cfg(target_os = "linux")]
     #[test]
     fn raising_leaves_the_soft_limit_at_the_hard_one() {
         use rustix::process::{getrlimit, Resource};

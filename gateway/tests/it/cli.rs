@@ -173,7 +173,7 @@ fn explain_finds_a_decision_by_request_id_and_dry_runs_a_request() {
     let (status, h, _) = kit::get(&gw.url("/x"), Some(("mallory", "guess")), &[]);
     assert_eq!(status, 401);
     let id = h["x-request-id"].clone();
-    // The audit writer flushes every 20 ms; wait (bounded) for the line.
+    // The audit writer writes every 5 ms (50 ms when idle); wait (bounded) for the line.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let out = loop {
         let out = Command::new(kit::bin())

@@ -17,6 +17,7 @@ mod forward_auth;
 mod hashing;
 mod jwt;
 mod lifecycle;
+#[cfg(target_os = "linux")]
 mod limits;
 mod lockout;
 mod metrics;

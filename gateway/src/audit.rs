@@ -356,6 +356,15 @@ pub struct Lost {
 /// How often, at most, a failing output is reported on stderr.
 const ERROR_REPORT_INTERVAL: Duration = Duration::from_secs(60);
 
+/// Whether a failure last reported at `last` is due to be reported again; if so, notes now.
+fn report_due(last: &mut Option<std::time::Instant>) -> bool {
+    let due = last.is_none_or(|at| at.elapsed() >= ERROR_REPORT_INTERVAL);
+    if due {
+        *last = Some(std::time::Instant::now());
+    }
+    due
+}
+
 /// Where records go. Cloning is cheap.
 #[derive(Clone)]
 pub struct AuditLog {
@@ -531,11 +540,7 @@ impl LogFile {
                 true
             }
             Err(e) => {
-                if self
-                    .reported
-                    .is_none_or(|at| at.elapsed() >= ERROR_REPORT_INTERVAL)
-                {
-                    self.reported = Some(std::time::Instant::now());
+                if report_due(&mut self.reported) {
                     tracing::warn!(path = %self.path.display(), error = %e, "audit log: the file was rotated and cannot be opened again; still writing to the old one (retried every second)");
                 }
                 false
@@ -611,8 +616,7 @@ fn writer(shared: &Shared, mut out: Output) {
                     .lost_write_error
                     .fetch_add(failed.records, Ordering::Relaxed)
                     + failed.records;
-                if reported.is_none_or(|at| at.elapsed() >= ERROR_REPORT_INTERVAL) {
-                    reported = Some(std::time::Instant::now());
+                if report_due(&mut reported) {
                     tracing::error!(
                         error = %failed.error,
                         lost = total,
@@ -676,7 +680,7 @@ fn write_tick(
     }
     let (written, error) = write_some(out, buf);
     let error = error?;
-    *torn = !(written == 0 || written == records_end || ends.contains(&written));
+    *torn = !(written == 0 || ends.contains(&written));
     let out_whole = |end: usize| end <= written + 1;
     Some(Failed {
         records: ends.iter().filter(|&&end| !out_whole(end)).count() as u64,

@@ -291,6 +291,9 @@ fn fix(r: &Reason) -> &'static str {
         Reason::UpstreamUnavailable | Reason::UpstreamTimeout => {
             "check the upstream; this is not an authentication problem"
         }
+        Reason::UpstreamBusy => {
+            "every upstream connection (twice max_connections) was in use: find why the upstream is slow, or raise max_connections and the open-file limit"
+        }
         Reason::ClientClosed => {
             "nothing to fix here: the client gave up first (check the upstream if it is slow)"
         }

@@ -20,10 +20,9 @@ pub const RESERVED: u64 = 64;
 
 /// Descriptors one client connection may hold: its own socket, its pinned upstream
 /// connection, and one idle upstream connection that a closed client connection left in the
-/// shared pool (`forward::pool`). That is an HTTP/1 client's count: an HTTP/2 client's
-/// concurrent streams each take an upstream connection of their own while they wait (up to
-/// 256 per connection), so a gateway with many busy HTTP/2 clients needs a higher hard limit
-/// than this budget says (README, "The open-file limit").
+/// shared pool (`forward::pool`). HTTP/2 clients, whose concurrent streams each take an
+/// upstream connection of their own, stay within it too: `forward::pool` opens at most two
+/// upstream connections per allowed client connection.
 pub const PER_CONNECTION: u64 = 3;
 
 /// The open-file limit before and after [`raise`]. `None` is "unlimited".

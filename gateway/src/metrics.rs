@@ -186,9 +186,13 @@ impl Metrics {
                 );
             }
         }
-        let mut upstream = [0u64; 2];
+        let mut upstream = [0u64; 3];
         for (ri, _) in self.routes.iter().enumerate() {
-            for (slot, code) in [(0, "upstream_unavailable"), (1, "upstream_timeout")] {
+            for (slot, code) in [
+                (0, "upstream_unavailable"),
+                (1, "upstream_timeout"),
+                (2, "upstream_busy"),
+            ] {
                 if let Some(i) = self.reasons.iter().position(|c| *c == code) {
                     if let Some(c) = self.decisions.get(ri * width + i + 1) {
                         upstream[slot] += c.load(Ordering::Relaxed);
@@ -210,6 +214,11 @@ impl Metrics {
             out,
             "authgate_upstream_errors_total{{kind=\"timeout\"}} {}",
             upstream[1]
+        );
+        let _ = writeln!(
+            out,
+            "authgate_upstream_errors_total{{kind=\"busy\"}} {}",
+            upstream[2]
         );
 
         let _ = writeln!(out, "# HELP authgate_authentication_duration_seconds Time to authenticate a request, by scheme.");

@@ -43,6 +43,9 @@ pub enum Reason {
     UpstreamUnavailable,
     /// The upstream did not answer within `server.upstream_timeout` (RFC 9110 §15.6.5).
     UpstreamTimeout,
+    /// Every upstream connection authgate may open (twice `server.max_connections`) stayed in
+    /// use for `server.upstream_connect_timeout`: a temporary overload (RFC 9110 §15.6.4).
+    UpstreamBusy,
     /// The client closed its connection while its request waited for the upstream; the request
     /// was abandoned. Logged as 499, nginx's code for the same event; the client sees nothing.
     ClientClosed,
@@ -133,6 +136,7 @@ impl Reason {
             Reason::NoRoute => "no_route",
             Reason::UpstreamUnavailable => "upstream_unavailable",
             Reason::UpstreamTimeout => "upstream_timeout",
+            Reason::UpstreamBusy => "upstream_busy",
             Reason::ClientClosed => "client_closed",
             Reason::TooManyFailures { .. } => "too_many_failures",
             Reason::HashingBusy => "hashing_busy",
@@ -216,7 +220,7 @@ impl Reason {
             Reason::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Reason::NoRoute => StatusCode::NOT_FOUND,
             Reason::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
-            Reason::HashingBusy => StatusCode::SERVICE_UNAVAILABLE,
+            Reason::HashingBusy | Reason::UpstreamBusy => StatusCode::SERVICE_UNAVAILABLE,
             Reason::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             // Not an HTTP status (RFC 9110 §15 has none for an answer nobody receives): nginx's
             // "client closed request", which log readers already know.
@@ -248,6 +252,7 @@ impl Reason {
             Reason::NoRoute => "Not found",
             Reason::UpstreamUnavailable => "Upstream unavailable",
             Reason::UpstreamTimeout => "Upstream timed out",
+            Reason::UpstreamBusy => "Gateway busy",
             Reason::ClientClosed => "Client closed the request",
             Reason::TooManyFailures { .. } => "Too many failed attempts",
             Reason::HashingBusy => "Too many sign-ins at once",
@@ -316,6 +321,10 @@ impl Reason {
                 .into(),
             Reason::UpstreamTimeout => "The application behind the gateway did not answer in \
                  time. This is not an authentication problem; try again later."
+                .into(),
+            Reason::UpstreamBusy => "Every connection the gateway may open to the application \
+                 behind it is in use. This is not an authentication problem; try again in a \
+                 second."
                 .into(),
             Reason::ClientClosed => "The client closed the connection before the application \
                  behind the gateway answered; the request was abandoned."
@@ -406,6 +415,7 @@ impl Reason {
             Reason::NoRoute,
             Reason::UpstreamUnavailable,
             Reason::UpstreamTimeout,
+            Reason::UpstreamBusy,
             Reason::ClientClosed,
             Reason::TooManyFailures { retry_after: 60 },
             Reason::HashingBusy,

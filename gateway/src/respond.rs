@@ -97,7 +97,7 @@ pub fn deny(
             headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after));
         }
         // RFC 9110 §15.6.4.
-        Reason::HashingBusy => {
+        Reason::HashingBusy | Reason::UpstreamBusy => {
             headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
         }
         _ => {}

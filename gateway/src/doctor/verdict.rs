@@ -1192,6 +1192,7 @@ fn plain_reason(code: &str) -> &'static str {
         "no_route" => "no route matches the host and path",
         "upstream_unavailable" => "the upstream behind the gateway is down",
         "upstream_timeout" => "the upstream behind the gateway is too slow",
+        "upstream_busy" => "the gateway has no free connection to its upstream (overloaded)",
         _ => "see the server's documentation",
     }
 }

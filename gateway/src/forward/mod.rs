@@ -55,7 +55,11 @@ impl Forwarder {
             })
             .collect();
         Forwarder {
-            pool: pool::Pool::new(config.server.upstream_connect_timeout),
+            // Twice max_connections: the upstream half of the open-file budget (`fd_limit`).
+            pool: pool::Pool::new(
+                config.server.upstream_connect_timeout,
+                config.server.max_connections.saturating_mul(2),
+            ),
             upstream_timeout: config.server.upstream_timeout,
             timer: std::sync::OnceLock::new(),
             statics,
@@ -180,6 +184,12 @@ impl Forwarder {
         let response = match answer {
             Err(pool::SendError::Request(e)) if body_over_limit(&e) => {
                 return Err(Reason::BodyTooLarge)
+            }
+            // Counted and logged as a decision like any other; a warning per request would
+            // flood the log exactly when the gateway is overloaded.
+            Err(e @ pool::SendError::Busy { .. }) => {
+                tracing::debug!(upstream = %upstream.authority, error = %e, "no upstream connection free");
+                return Err(Reason::UpstreamBusy);
             }
             Err(e) => {
                 tracing::warn!(upstream = %upstream.authority, error = %e, "upstream request failed");

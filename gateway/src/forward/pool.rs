@@ -25,7 +25,19 @@
 //! - A request that an idle connection refused before it was sent (the upstream closed the
 //!   connection while it sat idle) is retried once on a new connection; a request that may
 //!   have reached the upstream is never retried.
+//! - At most [`Pool::new`]'s `max_open` upstream connections are open at once, busy, pinned or
+//!   idle: twice `max_connections`, the upstream half of the open-file budget (`fd_limit`).
+//!   An HTTP/1 client connection holds at most one, but each waiting stream of an HTTP/2 client
+//!   connection holds its own, so without a cap a few busy HTTP/2 clients could use up the
+//!   open files and make `accept` fail for everyone. A request that finds every slot taken
+//!   closes the oldest idle connection to another upstream, if there is one, and waits for a
+//!   connection to come back to the pool or for a slot, until `upstream_connect_timeout`; then
+//!   it gets 503 `upstream_busy`. While requests wait, a connection a request is done with goes
+//!   to the shared pool rather than to its pin. Pinned connections cannot be taken back (an
+//!   idle HTTP/1 client's, or one an HTTP/2 client's stream finished with before anyone
+//!   waited), but there are at most `max_connections` of them: half the slots.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,6 +47,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::body::Body;
 
@@ -50,6 +63,8 @@ pub enum SendError {
     Connect(std::io::Error),
     /// The request failed on an open connection.
     Request(hyper::Error),
+    /// Every upstream connection slot stayed taken for `upstream_connect_timeout`.
+    Busy { open: usize },
 }
 
 impl std::fmt::Display for SendError {
@@ -57,6 +72,10 @@ impl std::fmt::Display for SendError {
         match self {
             SendError::Connect(e) => write!(f, "cannot connect: {e}"),
             SendError::Request(e) => write!(f, "{e}"),
+            SendError::Busy { open } => write!(
+                f,
+                "all {open} upstream connections stayed busy for upstream_connect_timeout"
+            ),
         }
     }
 }
@@ -78,14 +97,63 @@ impl Idle {
 pub struct Pool {
     idle: Mutex<Vec<Idle>>,
     connect_timeout: Duration,
+    /// One permit per open upstream connection, held by the task that drives it, so a slot
+    /// is free again once the connection has closed.
+    slots: Arc<Semaphore>,
+    max_open: usize,
+    /// Requests waiting in [`Pool::wait`]: while there are any, a connection a request is
+    /// done with goes to the shared pool, where they can take it, rather than to a pin.
+    waiting: AtomicUsize,
+    /// Woken when a connection goes back to the shared pool while requests wait.
+    returned: Notify,
+}
+
+/// What a request waiting for a connection gets.
+enum Slot {
+    /// An idle connection to its upstream, given back meanwhile.
+    Idle(SendRequest<Body>),
+    /// Room to open a new one.
+    Free(OwnedSemaphorePermit),
+}
+
+/// Counts a request in [`Pool::waiting`] for as long as it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Pool {
-    pub fn new(connect_timeout: Duration) -> Arc<Pool> {
+    /// `max_open`: the most upstream connections open at once (at least 1).
+    pub fn new(connect_timeout: Duration, max_open: usize) -> Arc<Pool> {
+        let max_open = max_open.clamp(1, Semaphore::MAX_PERMITS);
         Arc::new(Pool {
             idle: Mutex::new(Vec::new()),
             connect_timeout,
+            slots: Arc::new(Semaphore::new(max_open)),
+            max_open,
+            waiting: AtomicUsize::new(0),
+            returned: Notify::new(),
         })
+    }
+
+    /// Upstream connections open now (busy, pinned or idle).
+    #[cfg(test)]
+    fn open(&self) -> usize {
+        self.max_open - self.slots.available_permits()
+    }
+
+    fn has_waiters(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst) > 0
     }
 
     /// The pin for one client connection.
@@ -124,31 +192,90 @@ impl Pool {
             sender,
             since: now,
         });
+        drop(idle);
+        if self.has_waiters() {
+            self.returned.notify_waiters();
+        }
     }
 
+    /// Closes the oldest idle connection to an upstream other than `authority`, if any: its
+    /// slot comes back once its task has seen it closed.
+    fn close_idle_elsewhere(&self, authority: &Authority) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(pos) = idle.iter().position(|i| &i.authority != authority) {
+            drop(idle.remove(pos));
+        }
+    }
+
+    /// Waits for a connection to `authority` to come back to the pool, or for a free slot,
+    /// until `deadline`.
+    async fn wait(
+        &self,
+        authority: &Authority,
+        deadline: tokio::time::Instant,
+    ) -> Result<Slot, SendError> {
+        let _waiting = Waiting::new(&self.waiting);
+        loop {
+            // Registered before looking, so a connection returned in between wakes it.
+            let returned = self.returned.notified();
+            tokio::pin!(returned);
+            returned.as_mut().enable();
+            if let Some(sender) = self.take_idle(authority) {
+                return Ok(Slot::Idle(sender));
+            }
+            if let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() {
+                return Ok(Slot::Free(permit));
+            }
+            self.close_idle_elsewhere(authority);
+            tokio::select! {
+                permit = Arc::clone(&self.slots).acquire_owned() => {
+                    // The semaphore is never closed.
+                    return permit.map(Slot::Free).map_err(|_| SendError::Busy {
+                        open: self.max_open,
+                    });
+                }
+                () = &mut returned => {}
+                () = tokio::time::sleep_until(deadline) => {
+                    return Err(SendError::Busy { open: self.max_open });
+                }
+            }
+        }
+    }
+
+    /// A new connection to `authority`, or, when every slot is taken, one that another
+    /// request gave back meanwhile (see [`Pool::wait`]).
     async fn connect(&self, authority: &Authority) -> Result<SendRequest<Body>, SendError> {
+        let deadline = tokio::time::Instant::now() + self.connect_timeout;
+        let permit = match Arc::clone(&self.slots).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => match self.wait(authority, deadline).await? {
+                Slot::Idle(sender) => return Ok(sender),
+                Slot::Free(permit) => permit,
+            },
+        };
         // `Authority::host` keeps an IPv6 literal's brackets; the resolver wants it bare.
         let host = authority
             .host()
             .trim_start_matches('[')
             .trim_end_matches(']');
         let addr = (host, authority.port_u16().unwrap_or(80));
-        let stream =
-            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
-                Err(_) => {
-                    return Err(SendError::Connect(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "connect timed out",
-                    )))
-                }
-                Ok(Err(e)) => return Err(SendError::Connect(e)),
-                Ok(Ok(s)) => s,
-            };
+        let stream = match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
+            Err(_) => {
+                return Err(SendError::Connect(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "connect timed out",
+                )))
+            }
+            Ok(Err(e)) => return Err(SendError::Connect(e)),
+            Ok(Ok(s)) => s,
+        };
         let _ = stream.set_nodelay(true);
         let (sender, conn) = http1::handshake(TokioIo::new(stream))
             .await
             .map_err(SendError::Request)?;
         tokio::spawn(async move {
+            // The slot is this connection's until it closes.
+            let _slot = permit;
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "upstream connection ended with an error");
             }
@@ -227,7 +354,7 @@ impl Pinned {
 
     fn put(&self, authority: &Authority, sender: SendRequest<Body>) {
         let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
-        if slot.is_none() {
+        if slot.is_none() && !self.pool.has_waiters() {
             *slot = Some((authority.clone(), sender));
         } else {
             drop(slot);
@@ -242,5 +369,135 @@ impl Drop for Pinned {
         if let Some((authority, sender)) = slot.take() {
             self.pool.put_idle(authority, sender);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use std::sync::atomic::AtomicUsize;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// An HTTP/1.1 upstream on loopback that answers every request with `ok` after `delay`,
+    /// and counts the connections it accepted.
+    async fn upstream(delay: Duration) -> (Authority, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let authority: Authority = listener
+            .local_addr()
+            .expect("addr")
+            .to_string()
+            .parse()
+            .expect("authority");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            // Bounded: each test opens a handful.
+            for _ in 0..16 {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    loop {
+                        // Requests without a body: each ends at the empty line.
+                        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match stream.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0);
+                        buf.drain(..end + 4);
+                        tokio::time::sleep(delay).await;
+                        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                        if stream.write_all(ok).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (authority, accepted)
+    }
+
+    fn request(authority: &Authority) -> Request<Body> {
+        Request::builder()
+            .uri("/")
+            .header(http::header::HOST, authority.as_str())
+            .body(crate::body::empty())
+            .expect("request")
+    }
+
+    /// Sends a request on `pinned` and reads the whole answer.
+    async fn get(pinned: &Pinned, authority: &Authority) -> Result<String, SendError> {
+        let res = pinned.send(authority, request(authority), true).await?;
+        let body = res.into_body().collect().await.expect("body").to_bytes();
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn past_the_cap_a_request_waits_for_a_connection_to_come_back() {
+        let (authority, accepted) = upstream(Duration::from_millis(200)).await;
+        let pool = Pool::new(Duration::from_secs(5), 1);
+        let (a, b) = (pool.pin(), pool.pin());
+        let (ra, rb) = tokio::join!(get(&a, &authority), get(&b, &authority));
+        assert_eq!(ra.expect("first").as_str(), "ok");
+        assert_eq!(rb.expect("second").as_str(), "ok");
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "one slot, one connection"
+        );
+        assert_eq!(pool.open(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_request_that_finds_no_slot_in_time_is_busy() {
+        let (authority, accepted) = upstream(Duration::from_secs(2)).await;
+        let pool = Pool::new(Duration::from_millis(100), 1);
+        let (a, b) = (pool.pin(), pool.pin());
+        let slow = async {
+            let _ = get(&a, &authority).await;
+        };
+        let waiting = async {
+            // After the first request has taken the only slot.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            get(&b, &authority).await
+        };
+        let result = tokio::select! {
+            () = slow => panic!("the slow request finished first"),
+            r = waiting => r,
+        };
+        assert!(
+            matches!(result, Err(SendError::Busy { open: 1 })),
+            "{:?}",
+            result.map_err(|e| e.to_string())
+        );
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_to_another_upstream_makes_room() {
+        let (first, _) = upstream(Duration::ZERO).await;
+        let (second, accepted) = upstream(Duration::ZERO).await;
+        let pool = Pool::new(Duration::from_secs(5), 1);
+        let a = pool.pin();
+        assert_eq!(get(&a, &first).await.expect("first").as_str(), "ok");
+        // Its connection goes to the shared pool, idle, holding the only slot.
+        drop(a);
+        assert_eq!(pool.open(), 1);
+        let b = pool.pin();
+        assert_eq!(get(&b, &second).await.expect("second").as_str(), "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            pool.open(),
+            1,
+            "the idle connection was closed for the new one"
+        );
     }
 }

@@ -261,3 +261,91 @@ fn an_http2_stream_does_not_wait_for_another_streams_body() {
     });
     assert_eq!(up.connections(), 2);
 }
+
+/// A gateway with `max_connections = 1` (so at most two upstream connections) and the
+/// admin listener, in front of `upstream`.
+fn start_capped(upstream: &RawUpstream, connect_timeout: &str) -> kit::Gateway {
+    kit::Gateway::start(
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nmax_connections = 1\nupstream_connect_timeout = \"{connect_timeout}\"\n\
+             [admin]\nlisten = \"127.0.0.1:0\"\n\
+             [[route]]\npath = \"/\"\nupstream = \"{}\"\nauth = \"none\"\n",
+            upstream.url()
+        ),
+        &[],
+    )
+}
+
+#[test]
+fn an_http2_client_gets_no_more_upstream_connections_than_the_cap() {
+    // Six concurrent streams on one HTTP/2 connection, each answered after 300 ms: without
+    // the cap each would open its own upstream connection. With max_connections = 1 there
+    // are two, and the other streams wait for them to come back.
+    let up = RawUpstream::start(After::KeepAlive, Duration::from_millis(300));
+    let gw = start_capped(&up, "10s");
+    let client = h2_client();
+    kit::rt().block_on(async {
+        let sends = (0..6).map(|i| client.get(gw.url(&format!("/h2/{i}"))).send());
+        for resp in futures_util::future::join_all(sends).await {
+            let resp = resp.expect("request");
+            assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+            let (status, _, body) = kit::read(resp).await;
+            assert_eq!((status, body.as_str()), (200, "ok"), "{}", gw.stderr());
+        }
+    });
+    assert_eq!(up.requests(), 6);
+    assert!(
+        up.connections() <= 2,
+        "{} upstream connections for max_connections = 1",
+        up.connections()
+    );
+    assert!(up.max_active.load(Ordering::SeqCst) <= 2);
+}
+
+#[test]
+fn a_stream_that_finds_no_upstream_connection_in_time_gets_503_upstream_busy() {
+    // Two streams take both upstream connections for 2 s; two more wait 300 ms
+    // (upstream_connect_timeout) and are answered 503 upstream_busy, never reaching the
+    // upstream.
+    let up = RawUpstream::start(After::KeepAlive, Duration::from_secs(2));
+    let gw = start_capped(&up, "300ms");
+    let client = h2_client();
+    let answers = kit::rt().block_on(async {
+        let sends = (0..4).map(|i| {
+            let client = client.clone();
+            let url = gw.url(&format!("/busy/{i}"));
+            async move {
+                // The first two go first, so that they are the ones holding the connections.
+                tokio::time::sleep(Duration::from_millis(if i < 2 { 0 } else { 100 })).await;
+                let resp = client.get(url).send().await.expect("request");
+                kit::read(resp).await
+            }
+        });
+        futures_util::future::join_all(sends).await
+    });
+    for (i, (status, headers, body)) in answers.iter().enumerate() {
+        if i < 2 {
+            assert_eq!((*status, body.as_str()), (200, "ok"), "stream {i}");
+        } else {
+            assert_eq!(*status, 503, "stream {i}: {body}");
+            assert!(body.contains("reason: upstream_busy"), "{body}");
+            assert_eq!(kit::header_values(headers, "retry-after"), ["1"]);
+        }
+    }
+    assert_eq!(
+        up.requests(),
+        2,
+        "the refused streams never reached the upstream"
+    );
+    assert!(up.connections() <= 2);
+    let busy = gw
+        .audit()
+        .iter()
+        .filter(|r| r["reason"] == "upstream_busy" && r["status"] == 503)
+        .count();
+    assert_eq!(busy, 2, "{:?}", gw.audit());
+    assert_eq!(
+        kit::metric(&gw, "authgate_upstream_errors_total{kind=\"busy\"}"),
+        2.0
+    );
+}

@@ -66,11 +66,15 @@ async fn answer(
 ) -> Response<Body> {
     let path = req.uri().path().to_string();
     match (req.method(), path.as_str()) {
-        (&Method::GET, "/metrics") => text(
-            StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            metrics.render(),
-        ),
+        (&Method::GET, "/metrics") => {
+            let mut out = metrics.render();
+            Metrics::render_upstream_connections(&mut out, gateway.upstream_connections());
+            text(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                out,
+            )
+        }
         (&Method::GET, "/healthz") => text(StatusCode::OK, "text/plain", "ok\n".into()),
         (&Method::GET, p) if p.starts_with("/api/explain/") => {
             if let Err(r) = gateway.admin_identity(req.headers(), peer.ip()).await {

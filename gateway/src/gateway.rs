@@ -183,6 +183,11 @@ impl Gateway {
         &self.insights
     }
 
+    /// Upstream connections open now, and the most that may be (twice `max_connections`).
+    pub fn upstream_connections(&self) -> (usize, usize) {
+        self.forwarder.upstream_connections()
+    }
+
     /// The audit log's file, when it is written to one.
     pub fn audit_file(&self) -> Option<&std::path::Path> {
         match &self.config.server.audit_log {

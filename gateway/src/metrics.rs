@@ -158,6 +158,23 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition.
+    /// The gauges of upstream connections (`forward::pool`): open now, and the most that may
+    /// be. Appended to [`Metrics::render`]'s text by the admin listener, which has the gateway.
+    pub fn render_upstream_connections(out: &mut String, (open, max): (usize, usize)) {
+        let _ = writeln!(
+            out,
+            "# HELP authgate_upstream_connections Upstream connections open now (busy, pinned to a client connection, or idle)."
+        );
+        let _ = writeln!(out, "# TYPE authgate_upstream_connections gauge");
+        let _ = writeln!(out, "authgate_upstream_connections {open}");
+        let _ = writeln!(
+            out,
+            "# HELP authgate_upstream_connections_max The most upstream connections open at once (twice max_connections); past it requests wait, then get 503 upstream_busy."
+        );
+        let _ = writeln!(out, "# TYPE authgate_upstream_connections_max gauge");
+        let _ = writeln!(out, "authgate_upstream_connections_max {max}");
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         let _ = writeln!(

@@ -71,6 +71,11 @@ impl Forwarder {
         self.pool.pin()
     }
 
+    /// Upstream connections open now, and the most that may be (see `pool`).
+    pub fn upstream_connections(&self) -> (usize, usize) {
+        self.pool.open()
+    }
+
     /// Sends the request to the route's backend. `req` already carries the headers the backend
     /// may see (see [`headers::prepare_request`]). `pinned` is the client connection's, and
     /// `client` the read side of its socket.

@@ -146,10 +146,12 @@ impl Pool {
         })
     }
 
-    /// Upstream connections open now (busy, pinned or idle).
-    #[cfg(test)]
-    fn open(&self) -> usize {
-        self.max_open - self.slots.available_permits()
+    /// Upstream connections open now (busy, pinned or idle), and the most that may be.
+    pub fn open(&self) -> (usize, usize) {
+        (
+            self.max_open.saturating_sub(self.slots.available_permits()),
+            self.max_open,
+        )
     }
 
     fn has_waiters(&self) -> bool {
@@ -453,7 +455,7 @@ mod tests {
             1,
             "one slot, one connection"
         );
-        assert_eq!(pool.open(), 1);
+        assert_eq!(pool.open(), (1, 1));
     }
 
     #[tokio::test]
@@ -490,13 +492,13 @@ mod tests {
         assert_eq!(get(&a, &first).await.expect("first").as_str(), "ok");
         // Its connection goes to the shared pool, idle, holding the only slot.
         drop(a);
-        assert_eq!(pool.open(), 1);
+        assert_eq!(pool.open(), (1, 1));
         let b = pool.pin();
         assert_eq!(get(&b, &second).await.expect("second").as_str(), "ok");
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
         assert_eq!(
             pool.open(),
-            1,
+            (1, 1),
             "the idle connection was closed for the new one"
         );
     }

@@ -95,6 +95,18 @@ fn metrics_count_decisions_cache_hits_and_hashes() {
         4.0
     );
     assert_eq!(v("authgate_upstream_errors_total{kind=unavailable}"), 0.0);
+    assert_eq!(v("authgate_upstream_errors_total{kind=busy}"), 0.0);
+    // Two requests were proxied, each on a client connection of its own: their upstream
+    // connection is back in the pool (or, if the second reused it, one).
+    let (open, max) = (
+        v("authgate_upstream_connections{}"),
+        v("authgate_upstream_connections_max{}"),
+    );
+    assert!(
+        (1.0..=2.0).contains(&open),
+        "{open} upstream connections open"
+    );
+    assert!(max >= 2.0, "max {max}");
     // The audit log (stdout, read by the test) took every record.
     assert_eq!(
         v("authgate_audit_records_lost_total{cause=queue_full}"),

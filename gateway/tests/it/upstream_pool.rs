@@ -300,6 +300,9 @@ fn an_http2_client_gets_no_more_upstream_connections_than_the_cap() {
         up.connections()
     );
     assert!(up.max_active.load(Ordering::SeqCst) <= 2);
+    assert_eq!(kit::metric(&gw, "authgate_upstream_connections_max"), 2.0);
+    let open = kit::metric(&gw, "authgate_upstream_connections");
+    assert!((1.0..=2.0).contains(&open), "{open} open");
 }
 
 #[test]

@@ -294,6 +294,9 @@ fn fix(r: &Reason) -> &'static str {
         Reason::UpstreamBusy => {
             "every upstream connection (twice max_connections) was in use: find why the upstream is slow, or raise max_connections and the open-file limit"
         }
+        Reason::Shutdown => {
+            "nothing to fix: authgate was stopped while the request ran; raise shutdown_timeout to let long requests finish"
+        }
         Reason::ClientClosed => {
             "nothing to fix here: the client gave up first (check the upstream if it is slow)"
         }

@@ -110,6 +110,9 @@ pub struct Gateway {
     identity_names: headers::IdentityNames,
     /// Lockout refusals being held (`lockout.tarpit`): at most [`TARPIT_HELD`] at once.
     tarpit_slots: tokio::sync::Semaphore,
+    /// Set once `serve` has stopped waiting for open connections: a request dropped after
+    /// that was cut off by the shutdown, not by its client (see [`Pending`]).
+    stopped: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Lockout refusals held at once; past this, a refusal goes out without waiting. Each held
@@ -155,9 +158,16 @@ impl Gateway {
             }),
             labels: by_route_index(&config.routes, Arc::from(""), |r| Arc::from(r.label())),
             tarpit_slots: tokio::sync::Semaphore::new(tarpit_held(config.server.max_connections)),
+            stopped: Arc::default(),
             audit,
             config,
         }
+    }
+
+    /// The flag `serve` sets once it no longer waits for open connections: the requests still
+    /// running are then dropped with the runtime, and logged as cut off by the shutdown.
+    pub fn stopped_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        Arc::clone(&self.stopped)
     }
 
     /// Whether the client reached us over TLS as far as cookies are concerned (see
@@ -302,17 +312,25 @@ impl Gateway {
             client_ip,
             peer: Some(peer),
             method: req.method().clone(),
+            request_id: id.clone(),
             ..Record::default()
+        };
+        let mut pending = Pending {
+            gateway: self,
+            record: &mut record,
+            answered: false,
+            target: req.uri().path_and_query().cloned(),
+            started,
         };
         // `request_id` keeps only visible ASCII, so the text is always there.
         let mut response = self
-            .decide(req, conn, id.to_str().unwrap_or(""), &id, &mut record)
+            .decide(req, conn, id.to_str().unwrap_or(""), &id, pending.record)
             .await;
+        // Answered: the record is written below, not by `Pending`.
+        pending.answered = true;
+        drop(pending);
 
-        response
-            .headers_mut()
-            .insert(headers::X_REQUEST_ID, id.clone());
-        record.request_id = id;
+        response.headers_mut().insert(headers::X_REQUEST_ID, id);
         record.status = response.status().as_u16();
         record.latency = started.elapsed();
         // A lockout refusal (a ban, or too many guesses in flight), whether answered 429 or,
@@ -331,6 +349,32 @@ impl Gateway {
             tokio::time::sleep(self.config.lockout.tarpit).await;
         }
         response
+    }
+
+    /// Counts and logs a request that ended without an answer: its future was dropped
+    /// before [`Gateway::decide`] returned (see [`Pending`]). Cold, and kept out of line, so
+    /// that the answered path's code stays as it was laid out.
+    #[cold]
+    #[inline(never)]
+    fn abandoned(&self, mut record: Record, sent_path: &str, started: Instant) {
+        // The path is in the record once the decision no longer needs it; before that, the
+        // one the client sent.
+        if record.path.is_empty() {
+            record.path = sent_path.to_owned();
+        }
+        let reason = if self.stopped.load(std::sync::atomic::Ordering::Acquire) {
+            Reason::Shutdown
+        } else {
+            Reason::ClientClosed
+        };
+        record.outcome = "deny";
+        record.reason = Some(reason.code());
+        record.detail = reason.audit_detail();
+        record.status = reason.status().as_u16();
+        record.latency = started.elapsed();
+        self.metrics.decision(record.route_index, record.reason);
+        self.insights.record(&record);
+        self.audit.write(record);
     }
 
     async fn decide(
@@ -711,6 +755,33 @@ fn client_address(
         .find(|ip| !is_trusted(trusted, *ip))
         .or_else(|| chain.first().copied())
         .unwrap_or(canonical_ip(peer))
+}
+
+/// A request's audit record while its answer is being decided. hyper drops a request's
+/// future when an HTTP/2 client resets the stream or closes the connection (a browser
+/// leaving a page does), and every request still running when `serve` gives up waiting at
+/// the end of `shutdown_timeout` is dropped with the runtime; either may have reached the
+/// upstream by then. Dropped with its record still here, it is counted and logged rather than
+/// vanishing from the audit log: as abandoned by its client, 499 `client_closed`, as an
+/// HTTP/1 client's leaving is (`forward`), or, after the shutdown, as `shutdown`.
+struct Pending<'a> {
+    gateway: &'a Gateway,
+    record: &'a mut Record,
+    answered: bool,
+    /// The target as sent, for the record's path until the normalised one is in it. A clone
+    /// shares the request's bytes.
+    target: Option<http::uri::PathAndQuery>,
+    started: Instant,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            let path = self.target.as_ref().map_or("", |t| t.path());
+            self.gateway
+                .abandoned(std::mem::take(self.record), path, self.started);
+        }
+    }
 }
 
 /// A trusted proxy's `X-Request-Id` is kept so one id follows the request end to end; from

@@ -149,14 +149,7 @@ fn serve(path: PathBuf) -> ExitCode {
     let Some(config) = loaded.config else {
         return ExitCode::from(2);
     };
-    let runtime = match authgate::serve::runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    match runtime.block_on(authgate::serve::run(config)) {
+    match authgate::serve::serve(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("authgate: {e:#}");

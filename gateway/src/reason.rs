@@ -49,6 +49,9 @@ pub enum Reason {
     /// The client closed its connection while its request waited for the upstream; the request
     /// was abandoned. Logged as 499, nginx's code for the same event; the client sees nothing.
     ClientClosed,
+    /// authgate shut down while the request was still running (past `server.shutdown_timeout`):
+    /// its connection was closed without an answer. Audit log only.
+    Shutdown,
     /// Too many failed attempts from this client, for this user, or for this pair: banned for
     /// `retry_after` seconds, without any password being checked.
     TooManyFailures { retry_after: u64 },
@@ -137,6 +140,7 @@ impl Reason {
             Reason::UpstreamUnavailable => "upstream_unavailable",
             Reason::UpstreamTimeout => "upstream_timeout",
             Reason::UpstreamBusy => "upstream_busy",
+            Reason::Shutdown => "shutdown",
             Reason::ClientClosed => "client_closed",
             Reason::TooManyFailures { .. } => "too_many_failures",
             Reason::HashingBusy => "hashing_busy",
@@ -220,7 +224,11 @@ impl Reason {
             Reason::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Reason::NoRoute => StatusCode::NOT_FOUND,
             Reason::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
-            Reason::HashingBusy | Reason::UpstreamBusy => StatusCode::SERVICE_UNAVAILABLE,
+            // Shutdown: what the client would have been told had there been time to answer;
+            // it got its connection closed.
+            Reason::HashingBusy | Reason::UpstreamBusy | Reason::Shutdown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Reason::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             // Not an HTTP status (RFC 9110 §15 has none for an answer nobody receives): nginx's
             // "client closed request", which log readers already know.
@@ -253,6 +261,7 @@ impl Reason {
             Reason::UpstreamUnavailable => "Upstream unavailable",
             Reason::UpstreamTimeout => "Upstream timed out",
             Reason::UpstreamBusy => "Gateway busy",
+            Reason::Shutdown => "Gateway shutting down",
             Reason::ClientClosed => "Client closed the request",
             Reason::TooManyFailures { .. } => "Too many failed attempts",
             Reason::HashingBusy => "Too many sign-ins at once",
@@ -328,6 +337,9 @@ impl Reason {
                 .into(),
             Reason::ClientClosed => "The client closed the connection before the application \
                  behind the gateway answered; the request was abandoned."
+                .into(),
+            Reason::Shutdown => "The gateway shut down before this request was answered; its \
+                 connection was closed. Try again."
                 .into(),
             Reason::TooManyFailures { retry_after } => format!(
                 "Too many failed sign-in attempts. Wait {retry_after} seconds before trying \
@@ -417,6 +429,7 @@ impl Reason {
             Reason::UpstreamTimeout,
             Reason::UpstreamBusy,
             Reason::ClientClosed,
+            Reason::Shutdown,
             Reason::TooManyFailures { retry_after: 60 },
             Reason::HashingBusy,
             Reason::UntrustedForwardAuth,

@@ -35,7 +35,31 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     builder.enable_all().build()
 }
 
-pub async fn run(mut config: Config) -> anyhow::Result<()> {
+/// Runs `authgate serve` until a shutdown signal, on a runtime of its own ([`runtime`]).
+///
+/// The order at the end matters for the audit log: [`run`] returns once open connections
+/// have finished or `shutdown_timeout` has passed; the requests still running are then
+/// dropped with the runtime, and each queues its record as cut off by the shutdown
+/// (`gateway::Pending`); only then is the audit log drained and closed.
+pub fn serve(config: Config) -> anyhow::Result<()> {
+    let runtime = runtime().context("cannot start the runtime")?;
+    let stopped = runtime.block_on(run(config))?;
+    stopped
+        .flag
+        .store(true, std::sync::atomic::Ordering::Release);
+    drop(runtime);
+    let mut audit = stopped.audit;
+    audit.close();
+    Ok(())
+}
+
+/// What [`run`] leaves for after the runtime (see [`serve`]).
+pub struct Stopped {
+    audit: AuditLog,
+    flag: Arc<std::sync::atomic::AtomicBool>,
+}
+
+pub async fn run(mut config: Config) -> anyhow::Result<Stopped> {
     // Before anything opens a file: the soft open-file limit goes up to the hard one, and
     // max_connections comes down to what fits under it (see `fd_limit`).
     config.server.max_connections = crate::fd_limit::fit(config.server.max_connections);
@@ -59,8 +83,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     }
     let store = sources.store.clone();
 
-    let mut audit =
-        AuditLog::open(&config.server.audit_log).context("cannot open the audit log")?;
+    let audit = AuditLog::open(&config.server.audit_log).context("cannot open the audit log")?;
     let server = config.server.clone();
     let metrics = Arc::new(Metrics::new(&config).with_audit(audit.clone()));
     let admin = config.admin.clone();
@@ -70,6 +93,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         audit.clone(),
         Arc::clone(&metrics),
     ));
+    let flag = gateway.stopped_flag();
     if store.is_some() {
         let weak = Arc::downgrade(&gateway);
         tokio::spawn(async move {
@@ -108,8 +132,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
             Err(e) => tracing::error!("store: the last write-back did not run: {e}"),
         }
     }
-    audit.close();
-    Ok(())
+    Ok(Stopped { audit, flag })
 }
 
 #[cfg(unix)]

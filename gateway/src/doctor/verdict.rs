@@ -1193,6 +1193,8 @@ fn plain_reason(code: &str) -> &'static str {
         "upstream_unavailable" => "the upstream behind the gateway is down",
         "upstream_timeout" => "the upstream behind the gateway is too slow",
         "upstream_busy" => "the gateway has no free connection to its upstream (overloaded)",
+        "client_closed" => "the client gave up before the answer",
+        "shutdown" => "the gateway was shutting down",
         _ => "see the server's documentation",
     }
 }

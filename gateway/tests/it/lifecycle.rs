@@ -180,3 +180,55 @@ fn silent_and_idle_connections_are_closed_after_the_header_timeout() {
         "an idle keep-alive connection was kept open"
     );
 }
+
+#[test]
+fn a_request_still_running_when_the_shutdown_timeout_passes_is_logged_as_shutdown() {
+    // An upstream that takes the request and never answers (for 10 s).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let upstream = listener.local_addr().expect("addr");
+    let (got, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        if let Ok((mut s, _)) = listener.accept() {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = got.send(());
+            std::thread::sleep(Duration::from_secs(10));
+        }
+    });
+    let mut gw = Gateway::start(
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_timeout = \"300ms\"\n\
+             [[route]]\npath = \"/\"\nupstream = \"http://{upstream}\"\nauth = \"none\"\n"
+        ),
+        &[],
+    );
+    let mut conn = TcpStream::connect(gw.addr).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    conn.write_all(b"GET /held/1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    seen.recv_timeout(Duration::from_secs(10))
+        .expect("the upstream got the request");
+    gw.signal("TERM");
+    let mut answer = Vec::new();
+    let _ = conn.read_to_end(&mut answer);
+    assert!(
+        answer.is_empty(),
+        "no answer was possible: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert_eq!(
+        gw.wait_exit(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        gw.stderr()
+    );
+    let records = gw.audit();
+    let record = records
+        .iter()
+        .find(|r| r["path"] == "/held/1")
+        .unwrap_or_else(|| panic!("no record of the cut-off request in {records:?}"));
+    assert_eq!(record["reason"], "shutdown", "{record}");
+    assert_eq!(record["status"], 503, "{record}");
+    assert_eq!(record["outcome"], "deny", "{record}");
+}

@@ -352,3 +352,35 @@ fn a_stream_that_finds_no_upstream_connection_in_time_gets_503_upstream_busy() {
         2.0
     );
 }
+
+#[test]
+fn an_http2_stream_the_client_resets_is_logged_as_client_closed() {
+    // The client gives up on a stream (RST_STREAM) while the upstream works on it; hyper
+    // drops the stream's request at once. Its audit record must still be written.
+    let up = RawUpstream::start(After::KeepAlive, Duration::from_secs(2));
+    let gw = start(&up);
+    let client = h2_client();
+    kit::rt().block_on(async {
+        let gave_up = client
+            .get(gw.url("/h2-reset"))
+            .timeout(Duration::from_millis(300))
+            .send()
+            .await;
+        assert!(gave_up.is_err(), "the upstream takes 2 s");
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let record = loop {
+        if let Some(r) = gw.audit().into_iter().find(|r| r["path"] == "/h2-reset") {
+            break r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no audit record for the reset stream: {:?}",
+            gw.audit()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(record["reason"], "client_closed", "{record}");
+    assert_eq!(record["status"], 499, "{record}");
+    assert_eq!(record["outcome"], "deny", "{record}");
+}

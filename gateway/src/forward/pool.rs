@@ -222,8 +222,18 @@ impl Pool {
             let returned = self.returned.notified();
             tokio::pin!(returned);
             returned.as_mut().enable();
-            if let Some(sender) = self.take_idle(authority) {
-                return Ok(Slot::Idle(sender));
+            if let Some(mut sender) = self.take_idle(authority) {
+                // Given back after its response head: its body may still be arriving, and a
+                // sender that is not ready refuses the request (hyper sends one at a time).
+                tokio::select! {
+                    ready = sender.ready() => match ready {
+                        Ok(()) => return Ok(Slot::Idle(sender)),
+                        Err(_) => continue,
+                    },
+                    () = tokio::time::sleep_until(deadline) => {
+                        return Err(SendError::Busy { open: self.max_open });
+                    }
+                }
             }
             if let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() {
                 return Ok(Slot::Free(permit));
@@ -501,5 +511,121 @@ mod tests {
             (1, 1),
             "the idle connection was closed for the new one"
         );
+    }
+}
+
+#[cfg(test)]
+mod waiting_tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Upstream: head + first body byte at once, second byte after `pause`.
+    async fn slow_body_upstream(pause: Duration) -> Authority {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("test setup");
+        let authority: Authority = listener
+            .local_addr()
+            .expect("test setup")
+            .to_string()
+            .parse()
+            .expect("test setup");
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    loop {
+                        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match stream.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        let end = buf
+                            .windows(4)
+                            .position(|w| w == b"\r\n\r\n")
+                            .expect("test setup");
+                        buf.drain(..end + 4);
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        if stream
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\no")
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                        tokio::time::sleep(pause).await;
+                        if stream.write_all(b"k").await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        authority
+    }
+
+    fn request(authority: &Authority) -> Request<Body> {
+        Request::builder()
+            .uri("/")
+            .header(http::header::HOST, authority.as_str())
+            .body(crate::body::empty())
+            .expect("test setup")
+    }
+
+    #[tokio::test]
+    async fn a_waiter_given_a_connection_whose_body_is_still_streaming_waits_for_it() {
+        let authority = slow_body_upstream(Duration::from_millis(300)).await;
+        let pool = Pool::new(Duration::from_secs(5), 1);
+        let (a, b) = (pool.pin(), pool.pin());
+        let first = async {
+            let res = a
+                .send(&authority, request(&authority), true)
+                .await
+                .expect("first");
+            res.into_body().collect().await.expect("body").to_bytes()
+        };
+        let second = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            match b.send(&authority, request(&authority), true).await {
+                Ok(res) => Ok(res.into_body().collect().await.expect("body").to_bytes()),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        let (ra, rb) = tokio::join!(first, second);
+        assert_eq!(&ra[..], b"ok");
+        assert_eq!(rb.as_deref(), Ok(&b"ok"[..]), "second: {rb:?}");
+    }
+
+    /// Cancelling a waiter leaves `waiting` at 0.
+    #[tokio::test]
+    async fn a_cancelled_waiter_is_no_longer_counted() {
+        let authority = slow_body_upstream(Duration::from_secs(2)).await;
+        let pool = Pool::new(Duration::from_secs(5), 1);
+        let (a, b) = (pool.pin(), pool.pin());
+        let _first = tokio::spawn({
+            let pool = Arc::clone(&pool);
+            let authority = authority.clone();
+            async move {
+                let a = pool.pin();
+                let _r = a.send(&authority, request(&authority), true).await;
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            }
+        });
+        drop(a);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let r = tokio::time::timeout(
+            Duration::from_millis(100),
+            b.send(&authority, request(&authority), true),
+        )
+        .await;
+        assert!(r.is_err());
+        assert_eq!(pool.open(), (1, 1));
+        assert_eq!(pool.waiting.load(Ordering::SeqCst), 0);
     }
 }

@@ -392,8 +392,9 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// An HTTP/1.1 upstream on loopback that answers every request with `ok` after `delay`,
-    /// and counts the connections it accepted.
-    async fn upstream(delay: Duration) -> (Authority, Arc<AtomicUsize>) {
+    /// the second byte of the body `pause` after the head and the first, and counts the
+    /// connections it accepted.
+    async fn upstream(delay: Duration, pause: Duration) -> (Authority, Arc<AtomicUsize>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -426,8 +427,12 @@ mod tests {
                         let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0);
                         buf.drain(..end + 4);
                         tokio::time::sleep(delay).await;
-                        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
-                        if stream.write_all(ok).await.is_err() {
+                        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\no";
+                        if stream.write_all(head).await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(pause).await;
+                        if stream.write_all(b"k").await.is_err() {
                             return;
                         }
                     }
@@ -454,7 +459,7 @@ mod tests {
 
     #[tokio::test]
     async fn past_the_cap_a_request_waits_for_a_connection_to_come_back() {
-        let (authority, accepted) = upstream(Duration::from_millis(200)).await;
+        let (authority, accepted) = upstream(Duration::from_millis(200), Duration::ZERO).await;
         let pool = Pool::new(Duration::from_secs(5), 1);
         let (a, b) = (pool.pin(), pool.pin());
         let (ra, rb) = tokio::join!(get(&a, &authority), get(&b, &authority));
@@ -470,7 +475,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_that_finds_no_slot_in_time_is_busy() {
-        let (authority, accepted) = upstream(Duration::from_secs(2)).await;
+        let (authority, accepted) = upstream(Duration::from_secs(2), Duration::ZERO).await;
         let pool = Pool::new(Duration::from_millis(100), 1);
         let (a, b) = (pool.pin(), pool.pin());
         let slow = async {
@@ -495,8 +500,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_idle_connection_to_another_upstream_makes_room() {
-        let (first, _) = upstream(Duration::ZERO).await;
-        let (second, accepted) = upstream(Duration::ZERO).await;
+        let (first, _) = upstream(Duration::ZERO, Duration::ZERO).await;
+        let (second, accepted) = upstream(Duration::ZERO, Duration::ZERO).await;
         let pool = Pool::new(Duration::from_secs(5), 1);
         let a = pool.pin();
         assert_eq!(get(&a, &first).await.expect("first").as_str(), "ok");
@@ -512,75 +517,12 @@ mod tests {
             "the idle connection was closed for the new one"
         );
     }
-}
-
-#[cfg(test)]
-mod waiting_tests {
-    use super::*;
-    use http_body_util::BodyExt;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    /// Upstream: head + first body byte at once, second byte after `pause`.
-    async fn slow_body_upstream(pause: Duration) -> Authority {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("test setup");
-        let authority: Authority = listener
-            .local_addr()
-            .expect("test setup")
-            .to_string()
-            .parse()
-            .expect("test setup");
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut stream, _)) = listener.accept().await else {
-                    return;
-                };
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 1024];
-                    loop {
-                        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                            match stream.read(&mut chunk).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                            }
-                        }
-                        let end = buf
-                            .windows(4)
-                            .position(|w| w == b"\r\n\r\n")
-                            .expect("test setup");
-                        buf.drain(..end + 4);
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                        if stream
-                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\no")
-                            .await
-                            .is_err()
-                        {
-                            return;
-                        }
-                        tokio::time::sleep(pause).await;
-                        if stream.write_all(b"k").await.is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        authority
-    }
-
-    fn request(authority: &Authority) -> Request<Body> {
-        Request::builder()
-            .uri("/")
-            .header(http::header::HOST, authority.as_str())
-            .body(crate::body::empty())
-            .expect("test setup")
-    }
 
     #[tokio::test]
     async fn a_waiter_given_a_connection_whose_body_is_still_streaming_waits_for_it() {
-        let authority = slow_body_upstream(Duration::from_millis(300)).await;
+        let authority = upstream(Duration::from_millis(200), Duration::from_millis(300))
+            .await
+            .0;
         let pool = Pool::new(Duration::from_secs(5), 1);
         let (a, b) = (pool.pin(), pool.pin());
         let first = async {
@@ -605,7 +547,9 @@ mod waiting_tests {
     /// Cancelling a waiter leaves `waiting` at 0.
     #[tokio::test]
     async fn a_cancelled_waiter_is_no_longer_counted() {
-        let authority = slow_body_upstream(Duration::from_secs(2)).await;
+        let authority = upstream(Duration::from_millis(200), Duration::from_secs(2))
+            .await
+            .0;
         let pool = Pool::new(Duration::from_secs(5), 1);
         let (a, b) = (pool.pin(), pool.pin());
         let _first = tokio::spawn({
